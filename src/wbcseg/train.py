@@ -1,0 +1,101 @@
+"""The input pipeline and `fit` with its callbacks (DVCLive logging, best-epoch weights)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wbcseg.augment import training_augmentation
+from wbcseg.model import build_unet, compile_model, model_card, save_model
+
+import tensorflow as tf  # noqa: E402  (after wbcseg.model has set SM_FRAMEWORK)
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    task: str,
+    batch_size: int,
+    augment: bool = False,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """A batched, prefetched tf.data pipeline of (RGB 0-255 float32, target) pairs."""
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        pipeline = training_augmentation(seed)
+
+        def _augment(image, label):
+            out = pipeline(image=image, mask=label)
+            return out["image"], out["mask"]
+
+        def _tf_augment(image, label):
+            image, label = tf.numpy_function(_augment, [image, label], [tf.uint8, tf.uint8])
+            image.set_shape(images.shape[1:])
+            label.set_shape(labels.shape[1:])
+            return image, label
+
+        dataset = dataset.map(_tf_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    n_classes = 1 if task == "binary" else 3
+
+    def _to_targets(image, label):
+        if task == "binary":
+            target = tf.cast(label > 0, tf.float32)[..., None]
+        else:
+            target = tf.one_hot(tf.cast(label, tf.int32), n_classes)
+        return tf.cast(image, tf.float32), target
+
+    return dataset.map(_to_targets, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = None, verbose: int = 2):
+    """Train a U-Net for `config` (params.RunConfig) on model-size arrays {'images', 'labels'}.
+
+    The weights of the epoch with the best validation Dice are kept. Per-epoch metrics go to
+    DVCLive at `live_dir` (for `dvc plots`). Returns (model, history DataFrame).
+    """
+    tf.keras.utils.set_random_seed(config.seed)
+    model = build_unet(config.backbone, config.task, config.input_size, config.encoder_weights)
+    compile_model(model, config.task, config.loss, config.learning_rate)
+    train_ds = make_dataset(train["images"], train["labels"], config.task, config.batch_size,
+                            augment=config.augment, shuffle=True, seed=config.seed)
+    val_ds = make_dataset(val["images"], val["labels"], config.task, config.batch_size)
+    callbacks = [
+        tf.keras.callbacks.EarlyStopping(
+            monitor="val_dice", mode="max", patience=config.epochs, restore_best_weights=True
+        )
+    ]
+    if live_dir is not None:
+        from dvclive import Live
+        from dvclive.keras import DVCLiveCallback
+
+        callbacks.append(DVCLiveCallback(live=Live(str(live_dir), dvcyaml=None, save_dvc_exp=False)))
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+    table = pd.DataFrame(history.history)
+    table.index = pd.RangeIndex(1, len(table) + 1, name="epoch")
+    return model, table
+
+
+def validation_metrics(model, val: dict, config) -> dict:
+    """Loss, Dice and IoU on the validation arrays at model size, as Keras computes them in training."""
+    values = model.evaluate(make_dataset(val["images"], val["labels"], config.task, config.batch_size), verbose=0, return_dict=True)
+    return {name: float(value) for name, value in values.items()}
+
+
+def train_and_save(config, train: dict, val: dict, model_dir: str | os.PathLike, live_dir=None, split_file: str | None = None):
+    """`fit`, then save the best model with its card to `model_dir`. Returns (model, history, card)."""
+    model, history = fit(config, train, val, live_dir=live_dir)
+    best_epoch = int(history["val_dice"].idxmax())
+    card = model_card(
+        config,
+        val_metrics=validation_metrics(model, val, config),
+        extra={"best_epoch": best_epoch, "epochs_run": len(history), "split_file": split_file,
+               "n_train": len(train["images"]), "n_val": len(val["images"])},
+    )
+    save_model(model, Path(model_dir), card)
+    return model, history, card

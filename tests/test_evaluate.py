@@ -1,0 +1,290 @@
+"""Metrics on hand-computed cases, the target mapping, and the tables built from them."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from wbcseg import evaluate
+from wbcseg.data import MASK_VALUES
+
+
+def squares(shape=(20, 20), pred_rows=(0, 10), truth_rows=(5, 15)):
+    pred, truth = np.zeros(shape, bool), np.zeros(shape, bool)
+    pred[pred_rows[0]:pred_rows[1], :10] = True
+    truth[truth_rows[0]:truth_rows[1], :10] = True
+    return pred, truth
+
+
+def test_overlap_metrics_match_hand_counts():
+    pred, truth = squares()  # 100 px each, 50 px shared, in 400 px
+    m = evaluate.segmentation_metrics(pred, truth)
+    assert m["dice"] == pytest.approx(0.5)
+    assert m["iou"] == pytest.approx(50 / 150)
+    assert m["precision"] == pytest.approx(0.5)
+    assert m["recall"] == pytest.approx(0.5)
+    assert m["pixel_accuracy"] == pytest.approx(1 - 100 / 400)
+
+
+def test_precision_and_recall_are_not_swapped():
+    pred = np.zeros((10, 10), bool)
+    pred[:2] = True  # 20 px, all inside the truth
+    truth = np.zeros((10, 10), bool)
+    truth[:4] = True  # 40 px
+    m = evaluate.segmentation_metrics(pred, truth)
+    assert m["precision"] == pytest.approx(1.0)
+    assert m["recall"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_hd95_of_bands_offset_by_k_is_k(k):
+    # Full-width bands sharing their top edge: half of the boundary is 0 px apart, the bottom
+    # edges are k px apart, so both the maximum and the 95th percentile are k.
+    pred, truth = np.zeros((60, 40), bool), np.zeros((60, 40), bool)
+    pred[10:30] = True
+    truth[10:30 + k] = True
+    assert evaluate.hd95(pred, truth) == pytest.approx(k)
+    assert evaluate.hd95(truth, pred) == pytest.approx(k)
+    assert evaluate.segmentation_metrics(pred, truth)["hd95"] == pytest.approx(k)
+
+
+def test_hd95_of_concentric_discs_is_the_radius_difference():
+    yy, xx = np.mgrid[:101, :101]
+    r = np.hypot(yy - 50, xx - 50)
+    assert evaluate.hd95(r < 20, r < 25) == pytest.approx(5, abs=1)
+
+
+def test_hd95_ignores_a_stray_pixel_unlike_the_maximum():
+    truth = np.zeros((80, 80), bool)
+    truth[10:50, 10:50] = True
+    pred = truth.copy()
+    pred[75, 75] = True  # one boundary pixel ~36 px away among ~300 at distance 0
+    assert evaluate.hd95(pred, truth) == 0
+
+
+def test_identical_masks_are_perfect():
+    pred, _ = squares()
+    m = evaluate.segmentation_metrics(pred, pred)
+    assert (m["dice"], m["iou"], m["precision"], m["recall"], m["pixel_accuracy"], m["hd95"]) == (1, 1, 1, 1, 1, 0)
+
+
+def test_both_empty_counts_as_right():
+    empty = np.zeros((8, 8), bool)
+    m = evaluate.segmentation_metrics(empty, empty)
+    assert m == {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0, "pixel_accuracy": 1.0, "hd95": 0.0}
+
+
+@pytest.mark.parametrize("missing", ["pred", "truth"])
+def test_one_empty_scores_zero_and_nan_distance(missing):
+    full, empty = squares()[0], np.zeros((20, 20), bool)
+    pred, truth = (empty, full) if missing == "pred" else (full, empty)
+    m = evaluate.segmentation_metrics(pred, truth)
+    assert m["dice"] == m["iou"] == m["precision"] == m["recall"] == 0
+    assert math.isnan(m["hd95"])
+    assert m["pixel_accuracy"] == pytest.approx(1 - 100 / 400)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="same resolution"):
+        evaluate.segmentation_metrics(np.zeros((4, 4), bool), np.zeros((4, 5), bool))
+
+
+def test_tissue_targets_union_cytoplasm_and_nucleus():
+    labels = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
+    masks = evaluate.target_masks(labels, "tissue")
+    assert list(masks) == ["cell", "nucleus", "cytoplasm"]
+    np.testing.assert_array_equal(masks["cell"], [[0, 1, 1], [1, 1, 0]])
+    np.testing.assert_array_equal(masks["nucleus"], [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(masks["cytoplasm"], [[0, 1, 0], [0, 1, 0]])
+
+
+def test_binary_prediction_and_truth_map_to_cell_only():
+    np.testing.assert_array_equal(evaluate.target_masks(np.array([[0, 1]]), "binary")["cell"], [[False, True]])
+    truth = evaluate.truth_masks(np.array([[0, 1, 2]], np.uint8), "binary")
+    assert list(truth) == ["cell"]
+    np.testing.assert_array_equal(truth["cell"], [[False, True, True]])
+
+
+def test_unknown_task_is_rejected():
+    with pytest.raises(ValueError, match="unknown task"):
+        evaluate.target_masks(np.zeros((2, 2)), "nuclei")
+
+
+# --------------------------------------------------------------------------- per image
+
+
+@pytest.fixture
+def written_samples(tmp_path, cell_image):
+    """Two samples on disk (one per dataset) made from the generated cell, with their class maps."""
+    image, class_map = cell_image
+    rows = []
+    for dataset in (1, 2):
+        stem = tmp_path / f"d{dataset}_001"
+        Image.fromarray(image).save(f"{stem}.bmp")
+        Image.fromarray(MASK_VALUES[class_map]).save(f"{stem}.png")
+        rows.append({"sample_id": stem.name, "dataset": dataset, "image": f"{stem}.bmp", "mask": f"{stem}.png", "cell_type": 2})
+    return pd.DataFrame(rows), image, class_map
+
+
+def test_evaluate_labels_long_format(written_samples):
+    samples, _, class_map = written_samples
+    shrunk = class_map.copy()
+    shrunk[class_map == 1] = 0  # the prediction misses the whole cytoplasm
+    table = evaluate.evaluate_labels([class_map, shrunk], samples, "tissue")
+    assert list(table.columns) == list(evaluate.PER_IMAGE_COLUMNS)
+    assert len(table) == 2 * 3
+    by = table.set_index(["sample_id", "target"])
+    assert by.loc[("d1_001", "cell"), "dice"] == 1.0
+    assert by.loc[("d2_001", "nucleus"), "dice"] == 1.0
+    assert by.loc[("d2_001", "cytoplasm"), "dice"] == 0.0
+    assert by.loc[("d2_001", "cell"), "recall"] == pytest.approx((class_map == 2).sum() / (class_map > 0).sum())
+    assert (table["height"] == 120).all() and (table["width"] == 120).all()
+
+
+def test_evaluate_labels_refuses_model_size_predictions(written_samples):
+    samples, _, class_map = written_samples
+    with pytest.raises(ValueError, match="native resolution"):
+        evaluate.evaluate_labels([class_map[:96, :96]] * 2, samples, "tissue")
+    with pytest.raises(ValueError, match="1 predictions for 2 samples"):
+        evaluate.evaluate_labels([class_map], samples, "tissue")
+
+
+def test_evaluate_images_drives_segment_many(written_samples):
+    samples, image, class_map = written_samples
+
+    class StandIn:
+        task = "binary"
+        seen: list = []
+
+        def segment_many(self, images, batch_size=16):
+            for im in images:
+                self.seen.append(im.shape)
+                yield SimpleNamespace(labels=(class_map > 0).astype(np.uint8))
+
+    table = evaluate.evaluate_images(StandIn(), samples)
+    assert StandIn.seen == [image.shape, image.shape]
+    assert list(table["target"]) == ["cell", "cell"]
+    assert (table["dice"] == 1.0).all()
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@pytest.fixture
+def per_image():
+    return pd.DataFrame(
+        {
+            "sample_id": ["a", "b", "c", "a", "b", "c"],
+            "dataset": [1, 1, 2, 1, 1, 2],
+            "cell_type": [1] * 6,
+            "target": ["cell"] * 3 + ["nucleus"] * 3,
+            "dice": [0.8, 1.0, 0.6, 0.5, 0.7, 0.9],
+            "iou": [0.7, 1.0, 0.5, 0.4, 0.6, 0.8],
+            "precision": [0.9] * 6,
+            "recall": [0.8] * 6,
+            "pixel_accuracy": [0.95] * 6,
+            "hd95": [2.0, np.nan, 4.0, 1.0, 3.0, np.nan],
+            "height": [120] * 6,
+            "width": [120] * 6,
+        }
+    )
+
+
+def test_summarize_means_stds_and_counts(per_image):
+    summary = evaluate.summarize(per_image).set_index(["dataset", "target"])
+    assert set(summary.index) == {(d, t) for d in ("d1", "d2", "all") for t in ("cell", "nucleus")}
+    assert summary.loc[("d1", "cell"), "dice_mean"] == pytest.approx(0.9)
+    assert summary.loc[("d1", "cell"), "dice_std"] == pytest.approx(np.std([0.8, 1.0], ddof=1))
+    assert summary.loc[("all", "cell"), "dice_mean"] == pytest.approx(0.8)
+    assert summary.loc[("all", "nucleus"), "iou_mean"] == pytest.approx(0.6)
+    assert summary.loc[("all", "cell"), "n_images"] == 3
+    assert summary.loc[("d2", "cell"), "n_images"] == 1
+    # NaN HD95 is skipped by the mean and counted.
+    assert summary.loc[("d1", "cell"), "hd95_mean"] == pytest.approx(2.0)
+    assert summary.loc[("d1", "cell"), "hd95_nan"] == 1
+    assert summary.loc[("all", "nucleus"), "hd95_nan"] == 1
+
+
+def test_headline_metrics_is_nested_json(per_image):
+    summary = evaluate.summarize(per_image)
+    summary.loc[(summary["dataset"] == "d2") & (summary["target"] == "nucleus"), "hd95_mean"] = np.nan
+    headline = evaluate.headline_metrics(summary, "holdout test split")
+    assert headline["protocol"] == "holdout test split"
+    assert headline["d1"]["cell"]["dice"] == pytest.approx(0.9)
+    assert headline["all"]["nucleus"]["n_images"] == 3
+    assert headline["d2"]["nucleus"]["hd95"] is None
+    assert headline["d1"]["cell"]["hd95_nan"] == 1
+    assert set(headline["d1"]["cell"]) == set(evaluate.METRICS) | {"n_images", "hd95_nan"}
+    json.dumps(headline, allow_nan=False)
+
+
+def test_quality_targets_gap_sign():
+    summary = pd.DataFrame(
+        {"dataset": ["d1", "d1", "d2"], "target": ["cell", "nucleus", "cell"], "dice_mean": [0.99, 0.95, 0.98]}
+    )
+    table = evaluate.quality_targets_table(summary).set_index(["dataset", "target"])
+    assert table.loc[("d1", "cell"), "gap"] == pytest.approx(0.005)
+    assert table.loc[("d1", "cell"), "met"]
+    assert table.loc[("d1", "nucleus"), "gap"] == pytest.approx(-0.02)
+    assert not table.loc[("d1", "nucleus"), "met"]
+    assert table.loc[("d2", "cell"), "met"]  # exactly on target counts as met
+    assert np.isnan(table.loc[("d2", "nucleus"), "reached"]) and not table.loc[("d2", "nucleus"), "met"]
+
+
+def test_published_figures_are_marked_quoted():
+    assert set(evaluate.PUBLISHED["value"]) == {0.9635, 0.9809, 0.98}
+    assert evaluate.PUBLISHED["protocol"].str.startswith("quoted").all()
+
+
+def test_comparison_table_labels_training_and_test_data(per_image):
+    summary = evaluate.summarize(per_image)
+    only_d2 = evaluate.summarize(per_image[per_image["dataset"] == 2])
+    configs = {
+        "main": SimpleNamespace(task="tissue", datasets=(1, 2), test_datasets=(1, 2)),
+        "d1_to_d2": SimpleNamespace(task="tissue", datasets=(1,), test_datasets=(2,)),
+    }
+    table = evaluate.comparison_table({"baseline": summary, "main": summary, "d1_to_d2": only_d2}, configs)
+    cross = table[table["trained_on"] != table["tested_on"]]
+    assert set(cross["model"]) == {"d1_to_d2"}
+    assert set(cross["dataset"]) == {"d2"}  # its 'all' row repeats d2 and is dropped
+    main = table[table["model"] == "main"]
+    assert set(main["dataset"]) == {"d1", "d2", "all"} and set(main["tested_on"]) == {"d1+d2"}
+    assert set(table.loc[table["model"] == "baseline", "trained_on"]) == {"d1+d2"}
+
+
+# --------------------------------------------------------------------------- inference options
+
+
+class ColourModel:
+    """A stand-in Keras model: nucleus where the image is dark, cytoplasm where mid-bright, and a
+    false 'cell' square in the top-left corner that post-processing should remove."""
+
+    def predict_on_batch(self, x):
+        green = x[..., 1]
+        labels = np.where(green < 100, 2, np.where(green < 190, 1, 0))
+        labels[:, :6, :6] = 1
+        return np.eye(3, dtype=np.float32)[labels] * 0.9 + 0.1 / 3
+
+
+def test_compare_inference_options_matches_segmenter(written_samples):
+    from wbcseg.predict import Segmenter
+
+    samples, _, _ = written_samples
+    card = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus"], "input_size": 96}
+    table = evaluate.compare_inference_options(ColourModel(), card, samples)
+    assert len(table) == 4 * 3  # options x (d1, d2, all)
+    for option in evaluate.DEFAULT_OPTIONS:
+        direct = evaluate.summarize(evaluate.evaluate_images(Segmenter(ColourModel(), card, **option), samples))
+        got = table[(table["tta"] == option["tta"]) & (table["postprocess"] == option["postprocess"])]
+        got = got.set_index("dataset")["cell"]
+        want = direct[direct["target"] == "cell"].set_index("dataset")["dice_mean"]
+        pd.testing.assert_series_equal(got.sort_index(), want.sort_index(), check_names=False)
+    off = table[~table["tta"] & ~table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
+    on = table[~table["tta"] & table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
+    assert on > off

@@ -1,0 +1,114 @@
+"""The whole DVC pipeline on a temporary copy of the project, at a tiny parameter set."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration
+TINY = {
+    "data": {"max_images_per_dataset": 12},
+    "model": {"input_size": 96},
+    "train": {"epochs": 1, "batch_size": 4},
+    "evaluate": {"overlays": 2},
+}
+REPORTS = ["01_explore.html", "02_preprocess.html", "main/03_train.html", "main/04_visualize.html", "05_compare.html"]
+
+
+def _run(args, cwd, env, check=True):
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    if check and result.returncode:
+        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, mirror):
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    for folder in ("notebooks", "src"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for group, values in TINY.items():
+        params[group].update(values)
+    for overrides in params["variants"].values():
+        overrides.pop("epochs", None)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "WBC_DATA_SOURCE": str(mirror), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    git = ["git", "-c", "user.name=wbcseg-test", "-c", "user.email=test@wbcseg.invalid"]
+    _run(["git", "init", "-q"], root, env)
+    _run([sys.executable, "-m", "dvc", "init", "-q"], root, env)
+    _run(git + ["add", "-A"], root, env)
+    _run(git + ["commit", "-qm", "tiny project"], root, env)
+    _run([sys.executable, "-m", "dvc", "repro"], root, env)
+    return root, env
+
+
+def test_metrics_are_held_out_dice_per_dataset_and_target(project):
+    root, _ = project
+    metrics = json.loads((root / "reports" / "metrics.json").read_text())
+    assert set(metrics) == {"classical_baseline", "main", "original", "d1_to_d2", "d2_to_d1"}
+    main = json.dumps(metrics["main"])
+    assert "held-out" in main and "nucleus" in main and "cytoplasm" in main and "hd95" in main
+    per_image = pd.read_csv(root / "reports" / "main" / "per_image.csv")
+    split = pd.read_csv(root / "data" / "processed" / "split.csv")
+    assert set(per_image["sample_id"]) == set(split.loc[split["split"] == "test", "sample_id"])
+    assert set(per_image["target"]) == {"cell", "nucleus", "cytoplasm"}
+    assert per_image["dice"].between(0, 1).all()
+    original = pd.read_csv(root / "reports" / "original" / "per_image.csv")
+    assert set(original["target"]) == {"cell"} and set(original["dataset"]) == {1}
+    cross = pd.read_csv(root / "reports" / "d1_to_d2" / "per_image.csv")
+    assert set(cross["dataset"]) == {2}
+
+
+def test_html_reports_have_their_figures(project):
+    root, _ = project
+    for name in REPORTS:
+        html = (root / "reports" / name).read_text()
+        assert "data:image/png;base64" in html, f"{name} has no figure"
+    assert list((root / "reports" / "main" / "overlays").glob("*.png"))
+    card = json.loads((root / "models" / "main" / "model_card.json").read_text())
+    assert card["task"] == "tissue" and card["input_size"] == 96
+
+
+def test_second_repro_does_nothing_and_status_is_clean(project):
+    root, env = project
+    again = _run([sys.executable, "-m", "dvc", "repro"], root, env)
+    assert "Running stage" not in again.stdout
+    status = _run([sys.executable, "-m", "dvc", "status", "--json"], root, env)
+    assert json.loads(status.stdout) == {}
+
+
+def test_markdown_edit_dirties_only_that_stage_onward(project):
+    root, env = project
+    path = root / "notebooks" / "04_visualize.ipynb"
+    original = path.read_text()
+    book = json.loads(original)
+    book["cells"][0]["source"] = "".join(book["cells"][0]["source"]) + "\n\nEdited."
+    path.write_text(json.dumps(book))
+    try:
+        status = json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], root, env).stdout)
+        assert set(status) == {f"visualize@{v}" for v in ("main", "original", "d1_to_d2", "d2_to_d1")}
+    finally:
+        path.write_text(original)
+
+
+def test_bad_param_stops_the_pipeline_with_a_clear_error(project):
+    root, env = project
+    params_path = root / "params.yaml"
+    original = params_path.read_text()
+    params_path.write_text(original.replace("input_size: 96", "input_size: 100"))
+    try:
+        result = _run([sys.executable, "-m", "dvc", "repro", "preprocess"], root, env, check=False)
+        assert result.returncode != 0
+        assert "model.input_size" in result.stdout + result.stderr
+    finally:
+        params_path.write_text(original)
