@@ -288,3 +288,18 @@ def test_compare_inference_options_matches_segmenter(written_samples):
     off = table[~table["tta"] & ~table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
     on = table[~table["tta"] & table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
     assert on > off
+
+
+def test_crossval_summary_spreads_fold_means():
+    rows = []
+    for fold, dices in enumerate([[0.8, 0.9], [0.6, 0.7]]):
+        for i, dice in enumerate(dices):
+            rows.append({"sample_id": f"d1_{fold}{i}", "dataset": 1, "cell_type": 1, "target": "cell", "dice": dice,
+                         "iou": dice, "precision": 1.0, "recall": dice, "pixel_accuracy": 0.9, "hd95": 1.0,
+                         "height": 10, "width": 10, "fold": fold})
+    summary = evaluate.crossval_summary(pd.DataFrame(rows)).set_index(["dataset", "target"])
+    d1 = summary.loc[("d1", "cell")]
+    assert d1["dice_mean_over_folds"] == pytest.approx(0.75)  # mean of the fold means 0.85 and 0.65
+    assert d1["dice_std_over_folds"] == pytest.approx(np.std([0.85, 0.65], ddof=1))
+    assert (d1["dice_min_over_folds"], d1["dice_max_over_folds"]) == pytest.approx((0.65, 0.85))
+    assert d1["folds"] == 2 and d1["n_images"] == 4

@@ -18,8 +18,9 @@ TINY = {
     "model": {"input_size": 96},
     "train": {"epochs": 1, "batch_size": 4},
     "evaluate": {"overlays": 2},
+    "crossval": {"folds": 2},
 }
-REPORTS = ["01_explore.html", "02_preprocess.html", "main/03_train.html", "main/04_visualize.html", "05_compare.html"]
+REPORTS = ["01_explore.html", "02_preprocess.html", "main/03_train.html", "main/04_visualize.html", "05_compare.html", "06_crossval.html"]
 
 
 def _run(args, cwd, env, check=True):
@@ -67,6 +68,17 @@ def test_metrics_are_held_out_dice_per_dataset_and_target(project):
     assert set(original["target"]) == {"cell"} and set(original["dataset"]) == {1}
     cross = pd.read_csv(root / "reports" / "d1_to_d2" / "per_image.csv")
     assert set(cross["dataset"]) == {2}
+
+
+def test_crossval_scores_every_train_and_val_image_once(project):
+    root, _ = project
+    per_image = pd.read_csv(root / "reports" / "crossval" / "per_image.csv")
+    split = pd.read_csv(root / "data" / "processed" / "split.csv")
+    cells = per_image[per_image["target"] == "cell"]
+    assert sorted(cells["sample_id"]) == sorted(split.loc[split["split"] != "test", "sample_id"])
+    assert set(cells["fold"]) == {0, 1}
+    metrics = json.loads((root / "reports" / "crossval" / "metrics.json").read_text())
+    assert metrics["protocol"].startswith("2-fold cross-validation") and metrics["d1/nucleus"]["folds"] == 2
 
 
 def test_html_reports_have_their_figures(project):

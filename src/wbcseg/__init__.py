@@ -5,3 +5,7 @@ predict, notebooks, params, cli. Importing `wbcseg` itself loads no TensorFlow.
 """
 
 __version__ = "0.1.0"
+
+
+class WbcsegError(ValueError):
+    """Bad user input (a dataset file, a parameter, a model directory); the message names it."""

@@ -56,14 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wbcseg.data import DataError
-    from wbcseg.model import ModelError
-    from wbcseg.params import ParamsError
+    from wbcseg import WbcsegError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ModelError, ParamsError, FileNotFoundError) as exc:
+    except (WbcsegError, FileNotFoundError) as exc:
         print(f"wbcseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from wbcseg import WbcsegError
+
 DATASET_REPO = "zxaoyou/segmentation_WBC"
 DATASET_COMMIT = "fa9c01622f52bccb9aeb8a6f2628f564e377767d"
 ARCHIVE_URL = f"https://github.com/{DATASET_REPO}/archive/{DATASET_COMMIT}.zip"
@@ -35,7 +37,7 @@ CELL_TYPES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 
 DATASETS = (1, 2)
 
 
-class DataError(ValueError):
+class DataError(WbcsegError):
     """A dataset file is missing, altered or unreadable; the message names the file."""
 
 

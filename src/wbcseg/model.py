@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import segmentation_models as sm  # noqa: E402
 
+from wbcseg import WbcsegError  # noqa: E402
 from wbcseg.data import DATASET_COMMIT, TASK_CLASSES  # noqa: E402
 
 MODEL_FILE = "model.keras"
@@ -32,7 +33,7 @@ BATCH_NORM_MOMENTUM = 0.9
 REQUIRED_CARD_KEYS = ("task", "classes", "input_size", "backbone", "normalisation")
 
 
-class ModelError(ValueError):
+class ModelError(WbcsegError):
     """A model directory is missing, incomplete or inconsistent."""
 
 
@@ -186,9 +187,12 @@ def read_card(model_dir: str | os.PathLike) -> dict:
         raise ModelError(f"{card_path}: model card lacks {missing}")
     if card["task"] not in TASK_CLASSES or list(card["classes"]) != list(TASK_CLASSES[card["task"]]):
         raise ModelError(f"{card_path}: task {card['task']!r} and classes {card['classes']} do not agree")
+    # The evaluation stage writes the held-out metrics, and the inference options they were
+    # measured with, beside the model: a DVC stage cannot rewrite the card that training made.
     metrics_path = model_dir / TEST_METRICS_FILE
     if metrics_path.is_file():
         card["test_metrics"] = json.loads(metrics_path.read_text())
+        card.setdefault("inference", card["test_metrics"].get("inference"))
     return card
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from wbcseg import WbcsegError
 from wbcseg.data import DATASETS, TASK_CLASSES
 
 LOSSES = ("dice_ce", "focal_dice", "focal", "tversky")
@@ -19,7 +20,7 @@ MIN_INPUT_SIZE = 96
 SIZE_MULTIPLE = 32
 
 
-class ParamsError(ValueError):
+class ParamsError(WbcsegError):
     """A parameter is missing or has a value the pipeline cannot use."""
 
 
@@ -156,6 +157,15 @@ def check_params(params: dict) -> None:
     for name in ("postprocess", "tta"):
         value = _get(params, f"evaluate.{name}")
         _require(isinstance(value, bool), f"evaluate.{name}", f"must be true or false, got {value!r}")
+    folds = _get(params, "crossval.folds")
+    _require(
+        isinstance(folds, int) and not isinstance(folds, bool) and (folds == 0 or folds >= 2),
+        "crossval.folds", f"must be 0 (not run) or a whole number >= 2, got {folds!r}",
+    )
+    _require(
+        _get(params, "crossval.variant") in (_get(params, "variants") or {}),
+        "crossval.variant", f"must name a variant of params.yaml, got {_get(params, 'crossval.variant')!r}",
+    )
     train = _get(params, "train")
     run_keys = {f.name for f in fields(RunConfig)} - {"variant", "backbone", "encoder_weights", "input_size"}
     unknown = set(train) - run_keys

@@ -391,19 +391,19 @@ class MeasurementsTable:
         self.close()
 
 
-def write_outputs(image: np.ndarray, result: SegmentResult, task: str, out_dir: Path, name: Path, source: Path) -> dict:
+def write_outputs(image: np.ndarray, labels: np.ndarray, measurements: dict, task: str, out_dir: Path, name: Path, source: Path) -> dict:
     """Write one image's mask and overlay PNGs; its measurements.csv row."""
     mask_path = out_dir / MASKS_DIR / f"{name}.png"
     overlay_path = out_dir / OVERLAYS_DIR / f"{name}.png"
-    write_png(mask_to_png_values(result.labels, task), mask_path)
-    write_png(overlay(image, result.labels, task), overlay_path)
+    write_png(mask_to_png_values(labels, task), mask_path)
+    write_png(overlay(image, labels, task), overlay_path)
     return {
         "image": str(source),
         "mask": mask_path.relative_to(out_dir).as_posix(),
         "overlay": overlay_path.relative_to(out_dir).as_posix(),
         "width": image.shape[1],
         "height": image.shape[0],
-        **result.measurements,
+        **measurements,
     }
 
 
@@ -485,7 +485,8 @@ def predict_files(
         def flush(batch: list[tuple]) -> None:
             results = segmenter.segment_batch([image for _, image, _ in batch], np.stack([r for _, _, r in batch]))
             for (index, image, _), result in zip(batch, results):
-                job = pool.submit(write_outputs, image, result, segmenter.task, out_dir, names[index], files[index])
+                # The writers get no probabilities: (H, W, C) floats are the largest thing per image.
+                job = pool.submit(write_outputs, image, result.labels, result.measurements, segmenter.task, out_dir, names[index], files[index])
                 pending.append((index, job))
             settle(2 * batch_size)  # bounds the images held in memory while PNGs are written
 
@@ -526,9 +527,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively for BMP, PNG, JPEG and TIFF")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a trained model directory (model.keras + model_card.json)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where masks/, overlays/ and measurements.csv go")
-    parser.add_argument("--batch-size", type=_positive(int), default=DEFAULT_BATCH_SIZE, help=f"images per model call (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--batch-size", type=_positive(int), default=DEFAULT_BATCH_SIZE, metavar="N", help=f"images per model call (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument(
-        "--max-megapixels", type=_positive(float), default=DEFAULT_MAX_MEGAPIXELS,
+        "--max-megapixels", type=_positive(float), default=DEFAULT_MAX_MEGAPIXELS, metavar="MP",
         help=f"refuse images larger than this (default {DEFAULT_MAX_MEGAPIXELS:g})",
     )
     parser.add_argument("--pixel-size", type=_positive(float), metavar="UM", help="µm per pixel; adds areas in µm² to measurements.csv")

@@ -23,8 +23,8 @@ def strata(samples: pd.DataFrame, min_count: int) -> pd.Series:
 def make_split(samples: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int) -> pd.DataFrame:
     """`samples` with a `split` column (train / val / test); the same inputs give the same split."""
     samples = samples.sort_values("sample_id").reset_index(drop=True)
-    rest, test = _stratified_split(samples, test_fraction, seed)
-    train, val = _stratified_split(rest, val_fraction / (1 - test_fraction), seed)
+    rest, test = stratified_split(samples, test_fraction, seed)
+    train, val = stratified_split(rest, val_fraction / (1 - test_fraction), seed)
     out = samples.copy()
     out["split"] = "train"
     out.loc[val.index, "split"] = "val"
@@ -32,8 +32,8 @@ def make_split(samples: pd.DataFrame, test_fraction: float, val_fraction: float,
     return out
 
 
-def _stratified_split(samples: pd.DataFrame, fraction: float, seed: int):
-    """Stratified by dataset x cell type; a subset too small to hold every cell type in both parts
+def stratified_split(samples: pd.DataFrame, fraction: float, seed: int):
+    """(rest, held out): `fraction` of `samples` held out, stratified by dataset x cell type; a subset too small to hold every cell type in both parts
     (a few images for a quick trial) is stratified by dataset alone."""
     try:
         return train_test_split(samples, test_size=fraction, random_state=seed, stratify=strata(samples, 2))
