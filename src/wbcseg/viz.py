@@ -77,7 +77,8 @@ def overlay_gallery(rows: list[dict], task: str = "tissue", title: str | None = 
     fig.legend(handles=legend_handles(ERROR_COLOURS), loc="lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    # leave room for the legend below and the title above the panels
+    fig.tight_layout(rect=(0, 0.03, 1, 0.97 if title else 1))
     return fig
 
 
