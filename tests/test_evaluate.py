@@ -303,3 +303,14 @@ def test_crossval_summary_spreads_fold_means():
     assert d1["dice_std_over_folds"] == pytest.approx(np.std([0.85, 0.65], ddof=1))
     assert (d1["dice_min_over_folds"], d1["dice_max_over_folds"]) == pytest.approx((0.65, 0.85))
     assert d1["folds"] == 2 and d1["n_images"] == 4
+
+
+def test_comparison_metrics_is_compact_per_dataset(per_image):
+    summary = evaluate.summarize(per_image)
+    out = evaluate.comparison_metrics({"main": summary, "other": summary[summary["dataset"] == "d1"]}, "held-out")
+    assert out["protocol"] == "held-out"
+    assert set(out["main"]) == {"d1", "d2"}  # no pooled 'all' row
+    cell = out["main"]["d1"]["cell"]
+    assert set(cell) == {"dice", "iou", "hd95"}
+    assert (cell["dice"], cell["hd95"]) == (pytest.approx(0.9), pytest.approx(2.0))
+    assert set(out["other"]) == {"d1"}

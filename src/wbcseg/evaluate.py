@@ -216,6 +216,18 @@ def headline_metrics(summary: pd.DataFrame, protocol: str) -> dict:
     return out
 
 
+def comparison_metrics(summaries: dict[str, pd.DataFrame], protocol: str, metrics=("dice", "iou", "hd95")) -> dict:
+    """The headline of every model, compact enough to read in `dvc metrics show`:
+    {protocol, <model>: {<dataset>: {<target>: {dice, iou, hd95}}}}, per dataset only (no 'all')."""
+    out: dict = {"protocol": protocol}
+    for name, summary in summaries.items():
+        for row in summary[summary["dataset"] != ALL_DATASETS].itertuples(index=False):
+            out.setdefault(name, {}).setdefault(row.dataset, {})[row.target] = {
+                metric: _json_number(getattr(row, f"{metric}_mean")) for metric in metrics
+            }
+    return out
+
+
 def datasets_label(datasets) -> str:
     """'d1+d2' for datasets (1, 2)."""
     return "+".join(dataset_label(d) for d in datasets)
