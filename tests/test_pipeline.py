@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -126,3 +127,21 @@ def test_bad_param_stops_the_pipeline_with_a_clear_error(project):
         assert "model.input_size" in result.stdout + result.stderr
     finally:
         params_path.write_text(original)
+
+
+def test_predict_gives_the_masks_that_the_evaluation_scored(project, tmp_path):
+    from PIL import Image
+
+    from wbcseg.data import read_mask
+    from wbcseg.evaluate import segmentation_metrics
+
+    root, env = project
+    per_image = pd.read_csv(root / "reports" / "main" / "per_image.csv")
+    scored = per_image[(per_image["target"] == "cell") & (per_image["dataset"] == 1)].head(2)
+    images = [root / "data" / "raw" / "Dataset 1" / f"{sid.split('_')[1]}.bmp" for sid in scored["sample_id"]]
+    out = tmp_path / "predicted"
+    _run([sys.executable, "-m", "wbcseg.cli", "predict", *map(str, images), "--model", str(root / "models" / "main"), "--out", str(out)], root, env)
+    for image, dice in zip(images, scored["dice"]):
+        predicted = np.asarray(Image.open(out / "masks" / f"{image.stem}.png")) > 0
+        truth = read_mask(image.with_suffix(".png")) > 0
+        assert segmentation_metrics(predicted, truth)["dice"] == pytest.approx(dice, abs=1e-6), image.name
