@@ -2,9 +2,10 @@
 
 Generates a folder of synthetic 300x300 cell images, then in one run measures images/second of
 (a) a naive loop that reads an image and calls `model.predict` on it alone, as the original
-project's demo does, and writes its mask, and (b) `wbcseg predict`'s batched tf.data path
-(`predict.predict_files`, which writes a mask, an overlay and a CSV row per image); and the peak
-resident memory of each. Both are warmed up first, so graph tracing is not timed.
+project's demo does, and writes its mask, and `wbcseg predict`'s batched tf.data path
+(`predict.predict_files`, which writes a mask, an overlay and a CSV row per image) (b) in float32
+and (c) in bfloat16, where the CPU has it natively; and the peak resident memory of each. Every
+path is warmed up first, so graph tracing is not timed.
 
 `--stream-check N` then runs the batched path over N small images and prints the peak memory in
 each quarter of the run: flat figures mean the images are streamed, not loaded all at once.
@@ -27,7 +28,7 @@ import psutil
 from PIL import Image
 
 from wbcseg.data import TASK_CLASSES, read_image
-from wbcseg.model import NORMALISATION, as_class_probabilities, build_unet, save_model
+from wbcseg.model import NORMALISATION, as_class_probabilities, build_unet, native_bfloat16, save_model
 from wbcseg.predict import Segmenter, mask_to_png_values, predict_files
 from wbcseg.preprocess import resize_image, resize_probabilities
 
@@ -126,20 +127,28 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="wbcseg-bench-") as tmp:
         workdir = Path(tmp)
         files = synthetic_cells(workdir / "images", args.images, side=300)
-        segmenter = Segmenter.load(args.model or untrained_model(workdir / "model"))
-        size, task = segmenter.input_size, segmenter.task
+        model_dir = args.model or untrained_model(workdir / "model")
+        precisions = ["float32"] + (["bfloat16"] if native_bfloat16() else [])
+        segmenters = {precision: Segmenter.load(model_dir, precision=precision) for precision in precisions}
+        model, size, task = segmenters["float32"].model, segmenters["float32"].input_size, segmenters["float32"].task
         print(f"{args.images} images of 300x300, model {task} at {size} px, batch size {args.batch_size}, "
-              f"{psutil.cpu_count()} CPUs, RSS after loading {psutil.Process().memory_info().rss / 2**20:.0f} MiB")
+              f"{psutil.cpu_count()} CPUs, native bfloat16: {native_bfloat16()}, "
+              f"RSS after loading {psutil.Process().memory_info().rss / 2**20:.0f} MiB")
 
-        warm = files[: 2 * args.batch_size]  # traces the graphs of both paths before timing
-        naive_loop(segmenter.model, size, task, warm[:2], workdir / "warm_naive")
-        predict_files(segmenter, warm, workdir / "warm_batched", batch_size=args.batch_size)
+        warm = files[: 2 * args.batch_size]  # traces the graphs of every path before timing
+        naive_loop(model, size, task, warm[:2], workdir / "warm_naive")
+        for precision, segmenter in segmenters.items():
+            predict_files(segmenter, warm, workdir / f"warm_{precision}", batch_size=args.batch_size)
 
-        naive, _ = timed("(a) naive loop, model.predict x1", len(files), lambda: naive_loop(segmenter.model, size, task, files, workdir / "naive"))
-        batched, _ = timed("(b) wbcseg predict, batched", len(files), lambda: predict_files(segmenter, files, workdir / "batched", batch_size=args.batch_size))
-        print(f"speedup (b)/(a): {batched / naive:.1f}x")
+        naive, _ = timed("(a) naive loop, model.predict x1", len(files), lambda: naive_loop(model, size, task, files, workdir / "naive"))
+        for label, (precision, segmenter) in zip("bc", segmenters.items()):
+            rate, _ = timed(
+                f"({label}) wbcseg predict, {precision}", len(files),
+                lambda: predict_files(segmenter, files, workdir / precision, batch_size=args.batch_size),
+            )
+            print(f"speedup ({label})/(a): {rate / naive:.1f}x")
         if args.stream_check:
-            stream_check(segmenter, workdir, args.stream_check, args.batch_size)
+            stream_check(segmenters[precisions[-1]], workdir, args.stream_check, args.batch_size)
 
 
 if __name__ == "__main__":

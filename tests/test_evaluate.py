@@ -288,6 +288,17 @@ def test_compare_inference_options_matches_segmenter(written_samples):
     off = table[~table["tta"] & ~table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
     on = table[~table["tta"] & table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
     assert on > off
+    assert set(table["precision"]) == {"float32"}
+
+
+def test_compare_inference_options_per_precision(written_samples):
+    samples, _, _ = written_samples
+    card = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus"], "input_size": 96}
+    table = evaluate.compare_inference_options(ColourModel(), card, samples, precisions=("float32", "bfloat16", "auto"))
+    assert list(dict.fromkeys(table["precision"])) == ["float32", "bfloat16"]  # 'auto' is one of them
+    assert len(table) == 2 * 4 * 3
+    by_precision = {precision: rows.drop(columns="precision").reset_index(drop=True) for precision, rows in table.groupby("precision")}
+    pd.testing.assert_frame_equal(by_precision["float32"], by_precision["bfloat16"])  # a stand-in has no precision
 
 
 def test_crossval_summary_spreads_fold_means():

@@ -16,9 +16,32 @@ def test_unet_builds_at_size_and_classes(size, task, channels):
 
 def test_probabilities_sum_to_one_for_both_tasks():
     for task in ("binary", "tissue"):
-        probs = wm.predict_probabilities(wm.build_unet("inceptionv3", task, 96), np.zeros((1, 96, 96, 3)))
+        probs = wm.as_class_probabilities(wm.build_unet("inceptionv3", task, 96).predict_on_batch(np.zeros((1, 96, 96, 3))))
         assert probs.shape[-1] == (2 if task == "binary" else 3)
         np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+def test_precision_names():
+    assert wm.resolve_precision("auto") == ("bfloat16" if wm.native_bfloat16() else "float32")
+    assert [wm.resolve_precision(name) for name in ("float32", "bfloat16")] == ["float32", "bfloat16"]
+    with pytest.raises(ValueError, match="unknown precision 'half'; choose auto, float32, bfloat16"):
+        wm.resolve_precision("half")
+
+
+@pytest.mark.skipif(not wm.native_bfloat16(), reason="this CPU has no native bfloat16")
+def test_bfloat16_applies_inside_the_block_only():
+    import tensorflow as tf
+
+    unet = wm.build_unet("inceptionv3", "tissue", 96)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
+    before = unet.predict_on_batch(x)
+    with wm.inference_precision("bfloat16"):
+        mixed = unet.predict_on_batch(x)
+    after = unet.predict_on_batch(x)
+    # bfloat16 keeps 8 bits of mantissa: close to float32, but not equal.
+    assert 0 < np.abs(mixed - before).max() < 0.05
+    np.testing.assert_array_equal(after, before)  # the rewrite did not outlive the block
+    assert not tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16", False)
 
 
 @pytest.mark.parametrize("size", [100, 64])

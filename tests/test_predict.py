@@ -11,6 +11,8 @@ import contextlib
 import csv
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +22,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from wbcseg import cli
+from wbcseg import cli, predict
 from wbcseg.data import read_mask
-from wbcseg.model import CARD_FILE, MODEL_FILE, read_card
+from wbcseg.model import CARD_FILE, MODEL_FILE, native_bfloat16, read_card
 from wbcseg.predict import (
     SegmentResult,
     Segmenter,
@@ -53,9 +55,12 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+HEADER = re.compile(r"wbcseg predict: \d+ images; ")
+
+
 def our_lines(stderr: str) -> list[str]:
-    """The lines wbcseg printed (TensorFlow logs to the same stream)."""
-    return [line for line in stderr.splitlines() if line.startswith("wbcseg predict")]
+    """The lines wbcseg printed (TensorFlow logs to the same stream), but the header of a run."""
+    return [line for line in stderr.splitlines() if line.startswith("wbcseg predict") and not HEADER.match(line)]
 
 
 def files_under(root: Path) -> list[Path]:
@@ -227,8 +232,38 @@ def test_real_model_round_trip_and_tta(tissue_model_dir, cell_image):
 
 
 def test_card_inference_options():
-    assert card_inference_options({}) == {"tta": False, "postprocess": False}
-    assert card_inference_options({"inference": {"postprocess": True}}) == {"tta": False, "postprocess": True}
+    assert card_inference_options({}) == {"tta": False, "postprocess": False, "precision": "float32"}
+    recorded = {"inference": {"postprocess": True, "precision": "bfloat16"}}
+    assert card_inference_options(recorded) == {"tta": False, "postprocess": True, "precision": "bfloat16"}
+
+
+@pytest.mark.skipif(not native_bfloat16(), reason="this CPU has no native bfloat16")
+def test_bfloat16_segmenter_agrees_with_float32(tissue_model_dir, cell_image):
+    image = cell_image[0]
+    exact = Segmenter.load(tissue_model_dir).segment(image)
+    fast = Segmenter.load(tissue_model_dir, precision="bfloat16")
+    assert fast.precision == "bfloat16"
+    mixed = fast.segment(image)
+    change = np.abs(mixed.probabilities - exact.probabilities).max()
+    assert 0 < change < 0.05
+    # This barely trained model has many near ties; the label may change only where float32's
+    # two best classes are closer than bfloat16 moved the probabilities.
+    top2 = np.sort(exact.probabilities, axis=-1)[..., -2:]
+    decided = top2[..., 1] - top2[..., 0] > 2 * change
+    assert decided.mean() > 0.5
+    np.testing.assert_array_equal(mixed.labels[decided], exact.labels[decided])
+
+
+def test_predict_falls_back_to_float32_where_bfloat16_is_not_native(monkeypatch, capsys):
+    from wbcseg import model
+
+    assert predict._precision("bfloat16", "float32") == "bfloat16"  # asked for: used as asked
+    monkeypatch.setattr(model, "native_bfloat16", lambda: True)
+    assert predict._precision(None, "bfloat16") == "bfloat16"
+    monkeypatch.setattr(model, "native_bfloat16", lambda: False)
+    assert predict._precision(None, "bfloat16") == "float32"
+    assert "does not run natively; using float32" in capsys.readouterr().err
+    assert predict._precision(None, "float32") == "float32"
 
 
 def test_importing_predict_does_not_import_tensorflow():
@@ -239,10 +274,24 @@ def test_importing_predict_does_not_import_tensorflow():
 # --------------------------------------------------------------------------- atomic outputs
 
 
-def test_write_png_leaves_nothing_when_it_fails(tmp_path):
+def test_write_png_round_trips_grey_and_rgb(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, array in (("grey", rng.integers(0, 256, (7, 5), dtype=np.uint8)), ("rgb", rng.integers(0, 256, (7, 5, 3), dtype=np.uint8))):
+        write_png(array, tmp_path / f"{name}.png")
+        with Image.open(tmp_path / f"{name}.png") as back:
+            assert back.mode == ("L" if array.ndim == 2 else "RGB")
+            np.testing.assert_array_equal(np.asarray(back), array)
+
+
+def test_write_png_leaves_nothing_when_it_fails(tmp_path, monkeypatch):
     write_png(np.zeros((4, 4), np.uint8), tmp_path / "ok.png")
-    with pytest.raises(TypeError):
-        write_png(np.zeros((4, 4, 2), np.float64), tmp_path / "bad.png")  # PIL cannot encode it
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "bad.png")
     assert files_under(tmp_path) == [Path("ok.png")]
 
 
@@ -342,6 +391,8 @@ def test_run_exit_code_and_summary(tissue_run):
 def test_each_bad_file_is_one_line_naming_it(tissue_run):
     lines = our_lines(tissue_run["stderr"])
     assert len(lines) == len(tissue_run["bad"])
+    header = "wbcseg predict: 13 images; tissue model at 96 px, TTA off, post-processing off, float32"
+    assert header in tissue_run["stderr"].splitlines()
     for rel, reason in tissue_run["bad"].items():
         (line,) = [line for line in lines if str(tissue_run["root"] / "in" / rel) in line]
         assert reason in line

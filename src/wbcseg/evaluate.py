@@ -282,31 +282,42 @@ DEFAULT_OPTIONS = (
 )
 
 
-def compare_inference_options(model, card: dict, samples: pd.DataFrame, options=DEFAULT_OPTIONS, batch_size: int = 16) -> pd.DataFrame:
-    """Mean Dice per target (columns) for each inference option x dataset (rows), on `samples`
-    (meant for the validation split: choosing options on the test split would leak it).
+def compare_inference_options(
+    model, card: dict, samples: pd.DataFrame, options=DEFAULT_OPTIONS, precisions=("float32",), batch_size: int = 16
+) -> pd.DataFrame:
+    """Mean Dice per target (columns) for each precision x inference option x dataset (rows), on
+    `samples` (meant for the validation split: choosing options on the test split would leak it).
+    `precisions` as `predict.Segmenter` takes them ('auto' is resolved).
 
-    The network runs once per TTA setting; post-processing is applied to those same predictions
-    with `postprocess.keep_central_cell`, as `predict.Segmenter` does, instead of predicting again.
+    The network runs once per precision and TTA setting; post-processing is applied to those same
+    predictions with `postprocess.keep_central_cell`, as `predict.Segmenter` does, instead of
+    predicting again.
     """
+    from wbcseg.model import resolve_precision
     from wbcseg.postprocess import keep_central_cell
     from wbcseg.predict import Segmenter  # TensorFlow only when a Segmenter is really needed
 
     images = read_images(samples)
     tables = {}
-    for tta in dict.fromkeys(option["tta"] for option in options):
-        segmenter = Segmenter(model, card, tta=tta, postprocess=False)
-        results = list(segmenter.segment_many(images, batch_size=batch_size))
-        for option in (option for option in options if option["tta"] == tta):
-            labels = [
-                keep_central_cell(result.labels, result.probabilities) if option["postprocess"] else result.labels
-                for result in results
-            ]
-            summary = summarize(evaluate_labels(labels, samples, segmenter.task))
-            tables[tta, option["postprocess"]] = summary.assign(tta=tta, postprocess=option["postprocess"])
-    table = pd.concat([tables[option["tta"], option["postprocess"]] for option in options], ignore_index=True)
+    resolved = list(dict.fromkeys(resolve_precision(precision) for precision in precisions))
+    for precision in resolved:
+        for tta in dict.fromkeys(option["tta"] for option in options):
+            segmenter = Segmenter(model, card, tta=tta, postprocess=False, precision=precision)
+            results = list(segmenter.segment_many(images, batch_size=batch_size))
+            for option in (option for option in options if option["tta"] == tta):
+                labels = [
+                    keep_central_cell(result.labels, result.probabilities) if option["postprocess"] else result.labels
+                    for result in results
+                ]
+                summary = summarize(evaluate_labels(labels, samples, segmenter.task))
+                tables[precision, tta, option["postprocess"]] = summary.assign(
+                    precision=precision, tta=tta, postprocess=option["postprocess"]
+                )
+    table = pd.concat(
+        [tables[precision, option["tta"], option["postprocess"]] for precision in resolved for option in options], ignore_index=True
+    )
     return table.pivot_table(
-        index=["tta", "postprocess", "dataset"], columns="target", values="dice_mean", sort=False
+        index=["precision", "tta", "postprocess", "dataset"], columns="target", values="dice_mean", sort=False
     ).rename_axis(columns=None).reset_index()
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("SM_FRAMEWORK", "tf.keras")
@@ -21,6 +23,7 @@ import segmentation_models as sm  # noqa: E402
 
 from wbcseg import WbcsegError  # noqa: E402
 from wbcseg.data import DATASET_COMMIT, TASK_CLASSES  # noqa: E402
+from wbcseg.params import PRECISIONS  # noqa: E402
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
@@ -31,6 +34,9 @@ NORMALISATION = "RGB uint8 0-255 in; scaled inside the model by x / 127.5 - 1 (I
 #: which made validation Dice lag training Dice badly; 0.9 follows them closely enough.
 BATCH_NORM_MOMENTUM = 0.9
 REQUIRED_CARD_KEYS = ("task", "classes", "input_size", "backbone", "normalisation")
+#: The TensorFlow graph rewrite behind bfloat16 inference: oneDNN's automatic mixed precision runs
+#: convolutions and the like in bfloat16 and keeps numerically sensitive ops (softmax) in float32.
+_BF16_REWRITE = "auto_mixed_precision_onednn_bfloat16"
 
 
 class ModelError(WbcsegError):
@@ -115,11 +121,43 @@ def compile_model(model: tf.keras.Model, task: str, loss: str, learning_rate: fl
     return model
 
 
-def predict_probabilities(model: tf.keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Class probabilities (N, S, S, C) for a batch of model-size RGB images; a binary model's
-    single sigmoid channel becomes two channels (rest, cell) so every task is arg-maxed alike."""
-    probs = model.predict(np.asarray(images, dtype=np.float32), batch_size=batch_size, verbose=0)
-    return as_class_probabilities(probs)
+def native_bfloat16() -> bool:
+    """Whether the model runs on a CPU with native bfloat16 arithmetic (AVX512_BF16 or AMX; read
+    from /proc/cpuinfo, so Linux only) and no GPU is visible to TensorFlow."""
+    if tf.config.list_physical_devices("GPU"):
+        return False
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+
+
+def resolve_precision(precision: str) -> str:
+    """'float32' or 'bfloat16'; 'auto' is bfloat16 where `native_bfloat16()`, else float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
+@contextmanager
+def inference_precision(precision: str):
+    """Run the TensorFlow functions called in the block at `precision` ('float32' or 'bfloat16').
+
+    The graph rewrite is a process-wide TensorFlow option, read when a function runs, so it is
+    switched on for the block only: a model trained in the same process afterwards stays float32.
+    """
+    if resolve_precision(precision) == "float32":
+        yield
+        return
+    before = tf.config.optimizer.get_experimental_options().get(_BF16_REWRITE, False)
+    tf.config.optimizer.set_experimental_options({_BF16_REWRITE: True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({_BF16_REWRITE: before})
 
 
 def as_class_probabilities(probs: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ from wbcseg import WbcsegError
 from wbcseg.data import DATASETS, TASK_CLASSES
 
 LOSSES = ("dice_ce", "focal_dice", "focal", "tversky")
+#: Inference precisions (evaluate.precision, `wbcseg predict --precision`): see model.resolve_precision.
+PRECISIONS = ("auto", "float32", "bfloat16")
 MIN_INPUT_SIZE = 96
 SIZE_MULTIPLE = 32
 
@@ -157,6 +159,8 @@ def check_params(params: dict) -> None:
     for name in ("postprocess", "tta"):
         value = _get(params, f"evaluate.{name}")
         _require(isinstance(value, bool), f"evaluate.{name}", f"must be true or false, got {value!r}")
+    precision = _get(params, "evaluate.precision")
+    _require(precision in PRECISIONS, "evaluate.precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     folds = _get(params, "crossval.folds")
     _require(
         isinstance(folds, int) and not isinstance(folds, bool) and (folds == 0 or folds >= 2),
