@@ -29,7 +29,7 @@ from PIL import Image
 
 from wbcseg.data import TASK_CLASSES, read_image
 from wbcseg.model import NORMALISATION, as_class_probabilities, build_unet, native_bfloat16, save_model
-from wbcseg.predict import Segmenter, mask_to_png_values, predict_files
+from wbcseg.predict import DEFAULT_BATCH_SIZE, Segmenter, mask_to_png_values, predict_files
 from wbcseg.preprocess import resize_image, resize_probabilities
 
 UNTRAINED_SIZE = 128
@@ -120,7 +120,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=200, help="number of 300x300 images (default 200)")
     parser.add_argument("--model", type=Path, help=f"a model directory (default: an untrained {UNTRAINED_SIZE}-px tissue model)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"default {DEFAULT_BATCH_SIZE}, as wbcseg predict")
     parser.add_argument("--stream-check", type=int, default=0, metavar="N", help="also stream N small images through the batched path")
     args = parser.parse_args(argv)
 

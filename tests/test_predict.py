@@ -26,15 +26,18 @@ from wbcseg import cli, predict
 from wbcseg.data import read_mask
 from wbcseg.model import CARD_FILE, MODEL_FILE, native_bfloat16, read_card
 from wbcseg.predict import (
-    SegmentResult,
+    OVERLAY_ALPHA,
+    OVERLAY_COLOURS,
+    MeasurementsTable,
     Segmenter,
+    SegmentResult,
     card_inference_options,
     find_images,
     mask_to_png_values,
     measure,
     measurement_columns,
-    MeasurementsTable,
     output_names,
+    overlay,
     predict_files,
     read_input_image,
     write_png,
@@ -272,6 +275,19 @@ def test_importing_predict_does_not_import_tensorflow():
 
 
 # --------------------------------------------------------------------------- atomic outputs
+
+
+def test_overlay_tints_and_outlines_the_cell_only():
+    image = np.full((9, 9, 3), 200, np.uint8)
+    labels = np.zeros((9, 9), np.uint8)
+    labels[1:8, 1:8] = 1
+    labels[4, 4] = 2
+    out = overlay(image, labels, "tissue")
+    colours = np.asarray(OVERLAY_COLOURS["tissue"])
+    assert (out[labels == 0] == 200).all()
+    np.testing.assert_array_equal(out[1, 1], colours[1])  # cytoplasm outline
+    np.testing.assert_array_equal(out[4, 4], colours[2])  # the nucleus is all outline
+    np.testing.assert_array_equal(out[2, 2], np.floor(200 * (1 - OVERLAY_ALPHA) + colours[1] * OVERLAY_ALPHA + 0.5))
 
 
 def test_write_png_round_trips_grey_and_rgb(tmp_path):

@@ -116,14 +116,16 @@ def overlay(image: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
     """The image with each WBC label tinted and outlined in its colour (OVERLAY_COLOURS)."""
     import cv2
 
-    tint = np.asarray(OVERLAY_COLOURS[task], np.uint8)[labels]
+    colours = np.asarray(OVERLAY_COLOURS[task], np.uint8)
     cell = labels > 0
-    out = np.where(cell[..., None], cv2.addWeighted(image, 1 - OVERLAY_ALPHA, tint, OVERLAY_ALPHA, 0), image)
+    out = image.copy()
+    # Blending only the WBC pixels halves the time of blending the whole image.
+    out[cell] = (image[cell] * (1 - OVERLAY_ALPHA) + colours[labels[cell]] * OVERLAY_ALPHA + 0.5).astype(np.uint8)
     # A label's outline: its pixels with a differently labelled neighbour. OpenCV's 3x3 erosion and
     # dilation find them ~25x faster than skimage's find_boundaries, which matters per image.
     square = np.ones((3, 3), np.uint8)
     edge = cell & ((cv2.erode(labels, square) != labels) | (cv2.dilate(labels, square) != labels))
-    out[edge] = tint[edge]
+    out[edge] = colours[labels[edge]]
     return out
 
 
@@ -532,7 +534,12 @@ def predict_files(
                 bar.update()
 
         def flush(batch: list[tuple]) -> None:
-            probabilities = segmenter.predict_probabilities(np.stack([r for _, _, r in batch]))
+            resized = np.stack([r for _, _, r in batch])
+            if len(batch) < batch_size and len(files) > batch_size:
+                # A last, smaller batch would make TensorFlow trace and optimise the model again
+                # for its shape (about 2 s); blank images fill it instead.
+                resized = np.concatenate([resized, np.zeros((batch_size - len(batch), *resized.shape[1:]), resized.dtype)])
+            probabilities = segmenter.predict_probabilities(resized)[: len(batch)]
             for (index, image, _), probs in zip(batch, probabilities):
                 # Finishing (as segment_batch does) and writing run in the pool, while the model
                 # predicts the next batch.
