@@ -1,9 +1,9 @@
 """Masks, overlays and measurements for new images: the `wbcseg predict` command and its Python API.
 
 `Segmenter` is the one way to turn images into label maps: `wbcseg predict` and the evaluation
-stage both go through `Segmenter.segment_batch`, so they give the same mask by construction. Each
-image is resized to the model's input, predicted, and its class *probabilities* are resized back
-to the native resolution before the arg-max.
+stage both go through `Segmenter.predict_probabilities` and `Segmenter.finish`, so they give the
+same mask by construction. Each image is resized to the model's input, predicted, and its class
+*probabilities* are resized back to the native resolution before the arg-max.
 
 TensorFlow and the other heavy libraries are imported inside functions, because `wbcseg fetch`
 imports this module (for `add_arguments`) and must stay fast.
