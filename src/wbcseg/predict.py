@@ -119,7 +119,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
     colours = np.asarray(OVERLAY_COLOURS[task], np.uint8)
     cell = labels > 0
     out = image.copy()
-    # Blending only the WBC pixels halves the time of blending the whole image.
+    # Blending only the WBC pixels, not the whole image, halved the time of this function (Dataset 2).
     out[cell] = (image[cell] * (1 - OVERLAY_ALPHA) + colours[labels[cell]] * OVERLAY_ALPHA + 0.5).astype(np.uint8)
     # A label's outline: its pixels with a differently labelled neighbour. OpenCV's 3x3 erosion and
     # dilation find them ~25x faster than skimage's find_boundaries, which matters per image.
