@@ -210,13 +210,8 @@ class Segmenter:
 
         for batch in _chunks(images, batch_size):
             batch = [_check_rgb(image) for image in batch]
-            yield from self.segment_batch(batch, np.stack([resize_image(image, self.input_size) for image in batch]))
-
-    def segment_batch(self, images: list[np.ndarray], resized: np.ndarray) -> list[SegmentResult]:
-        """Segment native-size images given with the same images already resized to the model's
-        input (N, S, S, 3); `wbcseg predict` resizes while decoding, in parallel."""
-        probs = self.predict_probabilities(resized)
-        return [self.finish(image.shape[:2], p) for image, p in zip(images, probs)]
+            probs = self.predict_probabilities(np.stack([resize_image(image, self.input_size) for image in batch]))
+            yield from (self.finish(image.shape[:2], p) for image, p in zip(batch, probs))
 
     def predict_probabilities(self, resized: np.ndarray) -> np.ndarray:
         """Class probabilities (N, S, S, C) of model-size RGB images (N, S, S, 3), in one model call."""
@@ -541,7 +536,7 @@ def predict_files(
                 resized = np.concatenate([resized, np.zeros((batch_size - len(batch), *resized.shape[1:]), resized.dtype)])
             probabilities = segmenter.predict_probabilities(resized)[: len(batch)]
             for (index, image, _), probs in zip(batch, probabilities):
-                # Finishing (as segment_batch does) and writing run in the pool, while the model
+                # Finishing (as segment_many does) and writing run in the pool, while the model
                 # predicts the next batch.
                 job = pool.submit(finish_and_write, segmenter, image, probs, out_dir, names[index], files[index])
                 pending.append((index, job))
