@@ -2,13 +2,14 @@
 
 Generates a folder of synthetic 300x300 cell images, then in one run measures images/second of
 (a) a naive loop that reads an image and calls `model.predict` on it alone, as the original
-project's demo does, and writes its mask, and `wbcseg predict`'s batched tf.data path
-(`predict.predict_files`, which writes a mask, an overlay and a CSV row per image) (b) in float32
-and (c) in bfloat16, where the CPU has it natively; and the peak resident memory of each. Every
-path is warmed up first, so graph tracing is not timed.
+project's demo does, and writes its mask, and of `wbcseg predict`'s batched tf.data path
+(`predict.predict_files`, which writes a mask, an overlay and a CSV row per image) with each
+engine (TensorFlow, OpenVINO) in float32 and, where the CPU has it natively, in bfloat16; and the
+peak resident memory of each. Every path is warmed up first, so neither graph tracing nor the
+one-time OpenVINO conversion is timed (the conversion's time is printed on its own).
 
-`--stream-check N` then runs the batched path over N small images and prints the peak memory in
-each quarter of the run: flat figures mean the images are streamed, not loaded all at once.
+`--stream-check N` then runs the fastest batched path over N small images and prints the peak
+memory in each quarter of the run: flat figures mean the images are streamed, not loaded all at once.
 
     python benchmarks/predict_speed.py --images 200
     python benchmarks/predict_speed.py --images 200 --model models/main --stream-check 10000
@@ -28,7 +29,7 @@ import psutil
 from PIL import Image
 
 from wbcseg.data import TASK_CLASSES, read_image
-from wbcseg.model import NORMALISATION, as_class_probabilities, build_unet, native_bfloat16, save_model
+from wbcseg.model import NORMALISATION, as_class_probabilities, build_unet, load_model, native_bfloat16, save_model
 from wbcseg.predict import DEFAULT_BATCH_SIZE, Segmenter, mask_to_png_values, predict_files
 from wbcseg.preprocess import resize_image, resize_probabilities
 
@@ -99,7 +100,7 @@ def timed(label: str, n: int, work) -> tuple[float, float]:
         work()
         seconds = time.perf_counter() - start
     rate, peak = n / seconds, max(rss for _, rss in samples) / 2**20
-    print(f"{label:<34} {n:>6} images in {seconds:7.1f} s = {rate:6.1f} images/s, peak RSS {peak:6.0f} MiB")
+    print(f"{label:<40} {n:>6} images in {seconds:7.1f} s = {rate:6.1f} images/s, peak RSS {peak:6.0f} MiB")
     return rate, peak
 
 
@@ -128,27 +129,33 @@ def main(argv=None) -> None:
         workdir = Path(tmp)
         files = synthetic_cells(workdir / "images", args.images, side=300)
         model_dir = args.model or untrained_model(workdir / "model")
-        precisions = ["float32"] + (["bfloat16"] if native_bfloat16() else [])
-        segmenters = {precision: Segmenter.load(model_dir, precision=precision) for precision in precisions}
-        model, size, task = segmenters["float32"].model, segmenters["float32"].input_size, segmenters["float32"].task
+        model, card = load_model(model_dir)
+        size, task = card["input_size"], card["task"]
         print(f"{args.images} images of 300x300, model {task} at {size} px, batch size {args.batch_size}, "
               f"{psutil.cpu_count()} CPUs, native bfloat16: {native_bfloat16()}, "
               f"RSS after loading {psutil.Process().memory_info().rss / 2**20:.0f} MiB")
-
-        warm = files[: 2 * args.batch_size]  # traces the graphs of every path before timing
-        naive_loop(model, size, task, warm[:2], workdir / "warm_naive")
-        for precision, segmenter in segmenters.items():
-            predict_files(segmenter, warm, workdir / f"warm_{precision}", batch_size=args.batch_size)
-
+        # The naive loop runs before OpenVINO is loaded: OpenVINO's idle threads slowed it by ~13 %.
+        naive_loop(model, size, task, files[:2], workdir / "warm_naive")
         naive, _ = timed("(a) naive loop, model.predict x1", len(files), lambda: naive_loop(model, size, task, files, workdir / "naive"))
-        for label, (precision, segmenter) in zip("bc", segmenters.items()):
+
+        precisions = ["float32"] + (["bfloat16"] if native_bfloat16() else [])
+        segmenters = {("tensorflow", precision): Segmenter(model, card, precision=precision) for precision in precisions}
+        start = time.perf_counter()
+        # In memory, not through wbcseg predict's cache: an untrained model would leave ~100 MB there per run.
+        segmenters.update({("openvino", precision): Segmenter(model, card, precision=precision, engine="openvino") for precision in precisions})
+        print(f"OpenVINO conversion and compilation: {time.perf_counter() - start:.1f} s (once per model: wbcseg predict caches it)")
+        warm = files[: 2 * args.batch_size]  # traces the graphs of every path before timing
+        for (engine, precision), segmenter in segmenters.items():
+            predict_files(segmenter, warm, workdir / f"warm_{engine}_{precision}", batch_size=args.batch_size)
+
+        for label, ((engine, precision), segmenter) in zip("bcde", segmenters.items()):
             rate, _ = timed(
-                f"({label}) wbcseg predict, {precision}", len(files),
-                lambda: predict_files(segmenter, files, workdir / precision, batch_size=args.batch_size),
+                f"({label}) wbcseg predict, {engine} {precision}", len(files),
+                lambda: predict_files(segmenter, files, workdir / f"{engine}_{precision}", batch_size=args.batch_size),
             )
             print(f"speedup ({label})/(a): {rate / naive:.1f}x")
         if args.stream_check:
-            stream_check(segmenters[precisions[-1]], workdir, args.stream_check, args.batch_size)
+            stream_check(segmenters["openvino", precisions[-1]], workdir, args.stream_check, args.batch_size)
 
 
 if __name__ == "__main__":

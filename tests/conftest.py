@@ -11,6 +11,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """OpenVINO conversions go to a temporary cache, not the user's (subprocesses inherit it)."""
+    path = tmp_path_factory.mktemp("wbcseg-cache")
+    before = os.environ.get("WBCSEG_CACHE_DIR")
+    os.environ["WBCSEG_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["WBCSEG_CACHE_DIR"]
+    else:
+        os.environ["WBCSEG_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     """The local mirror of the dataset ($WBC_DATA_SOURCE, else ../shared/datasets/segmentation_WBC)."""
@@ -32,6 +45,9 @@ def _saved_model(tmp_path_factory, task: str, size: int = 96) -> Path:
         learning_rate=1e-3, loss="dice_ce", augment=False, seed=0, backbone="inceptionv3",
         encoder_weights=None, input_size=size,
     )
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)  # the same untrained weights in every session
     model = build_unet(config.backbone, task, size)
     return save_model(model, tmp_path_factory.mktemp(f"model_{task}"), model_card(config))
 

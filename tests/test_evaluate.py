@@ -288,13 +288,14 @@ def test_compare_inference_options_matches_segmenter(written_samples):
     off = table[~table["tta"] & ~table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
     on = table[~table["tta"] & table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
     assert on > off
-    assert set(table["precision"]) == {"float32"}
+    assert set(table["engine"]) == {"tensorflow"} and set(table["precision"]) == {"float32"}
 
 
-def test_compare_inference_options_per_precision(written_samples):
+def test_compare_inference_options_per_run(written_samples):
     samples, _, _ = written_samples
     card = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus"], "input_size": 96}
-    table = evaluate.compare_inference_options(ColourModel(), card, samples, precisions=("float32", "bfloat16", "auto"))
+    runs = [("tensorflow", "float32"), ("tensorflow", "bfloat16"), ("tensorflow", "auto")]
+    table = evaluate.compare_inference_options(ColourModel(), card, samples, runs=runs)
     assert list(dict.fromkeys(table["precision"])) == ["float32", "bfloat16"]  # 'auto' is one of them
     assert len(table) == 2 * 4 * 3
     by_precision = {precision: rows.drop(columns="precision").reset_index(drop=True) for precision, rows in table.groupby("precision")}

@@ -40,6 +40,7 @@ def _broken(params, dotted, value):
         ("variants.original", {"datasets": [1, 1]}, "variants.original.datasets"),
         ("evaluate.tta", "yes", "evaluate.tta: must be true or false"),
         ("evaluate.precision", "half", "evaluate.precision: must be one of auto, float32, bfloat16"),
+        ("evaluate.engine", "onnx", "evaluate.engine: must be one of auto, tensorflow, openvino"),
         ("crossval.folds", 1, "crossval.folds: must be 0 .* or a whole number >= 2"),
         ("crossval.variant", "best", "crossval.variant: must name a variant"),
     ],

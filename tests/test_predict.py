@@ -235,9 +235,9 @@ def test_real_model_round_trip_and_tta(tissue_model_dir, cell_image):
 
 
 def test_card_inference_options():
-    assert card_inference_options({}) == {"tta": False, "postprocess": False, "precision": "float32"}
-    recorded = {"inference": {"postprocess": True, "precision": "bfloat16"}}
-    assert card_inference_options(recorded) == {"tta": False, "postprocess": True, "precision": "bfloat16"}
+    assert card_inference_options({}) == {"tta": False, "postprocess": False, "precision": "float32", "engine": "tensorflow"}
+    recorded = {"inference": {"postprocess": True, "precision": "bfloat16", "engine": "openvino"}}
+    assert card_inference_options(recorded) == {"tta": False, "postprocess": True, "precision": "bfloat16", "engine": "openvino"}
 
 
 @pytest.mark.skipif(not native_bfloat16(), reason="this CPU has no native bfloat16")
@@ -407,7 +407,7 @@ def test_run_exit_code_and_summary(tissue_run):
 def test_each_bad_file_is_one_line_naming_it(tissue_run):
     lines = our_lines(tissue_run["stderr"])
     assert len(lines) == len(tissue_run["bad"])
-    header = "wbcseg predict: 13 images; tissue model at 96 px, TTA off, post-processing off, float32"
+    header = "wbcseg predict: 13 images; tissue model at 96 px, TTA off, post-processing off, float32 on tensorflow"
     assert header in tissue_run["stderr"].splitlines()
     for rel, reason in tissue_run["bad"].items():
         (line,) = [line for line in lines if str(tissue_run["root"] / "in" / rel) in line]
@@ -467,6 +467,20 @@ def test_binary_run_with_card_defaults_pixel_size_and_size_limit(binary_model_di
     assert row["nucleus_area_px"] == "" and row["nc_ratio"] == ""
     assert float(row["wbc_area_um2"]) == int(row["wbc_area_px"]) * 0.25
     assert int(row["n_components"]) <= 1  # postprocess on, as the card records
+
+
+def test_engine_from_the_card_or_the_command_line(tissue_model_dir, cell_image, tmp_path):
+    model_dir = model_variant(tmp_path, tissue_model_dir, inference={"engine": "openvino"})
+    Image.fromarray(cell_image[0]).save(tmp_path / "cell.png")
+    masks = {}
+    for engine, extra in (("openvino", []), ("tensorflow", ["--engine", "tensorflow"])):
+        out = tmp_path / engine
+        code, _, stderr = run_cli(["predict", str(tmp_path / "cell.png"), "--model", str(model_dir), "--out", str(out), *extra])
+        assert code == 0
+        assert f"float32 on {engine}" in stderr
+        masks[engine] = np.asarray(Image.open(out / "masks" / "cell.png"))
+    # Same network, both in float32: only near ties of this untrained model may differ.
+    assert (masks["openvino"] == masks["tensorflow"]).mean() > 0.99
 
 
 # --------------------------------------------------------------------------- the command: bad model directories

@@ -283,26 +283,27 @@ DEFAULT_OPTIONS = (
 
 
 def compare_inference_options(
-    model, card: dict, samples: pd.DataFrame, options=DEFAULT_OPTIONS, precisions=("float32",), batch_size: int = 16
+    model, card: dict, samples: pd.DataFrame, options=DEFAULT_OPTIONS, runs=(("tensorflow", "float32"),), batch_size: int = 16
 ) -> pd.DataFrame:
-    """Mean Dice per target (columns) for each precision x inference option x dataset (rows), on
+    """Mean Dice per target (columns) for each run x inference option x dataset (rows), on
     `samples` (meant for the validation split: choosing options on the test split would leak it).
-    `precisions` as `predict.Segmenter` takes them ('auto' is resolved).
+    `runs` are (engine, precision) pairs as `predict.Segmenter` takes them ('auto' is resolved).
 
-    The network runs once per precision and TTA setting; post-processing is applied to those same
+    The network runs once per run and TTA setting; post-processing is applied to those same
     predictions with `postprocess.keep_central_cell`, as `predict.Segmenter` does, instead of
     predicting again.
     """
+    from wbcseg.engine import resolve_engine
     from wbcseg.model import resolve_precision
     from wbcseg.postprocess import keep_central_cell
     from wbcseg.predict import Segmenter  # TensorFlow only when a Segmenter is really needed
 
     images = read_images(samples)
     tables = {}
-    resolved = list(dict.fromkeys(resolve_precision(precision) for precision in precisions))
-    for precision in resolved:
+    resolved = list(dict.fromkeys((resolve_engine(engine), resolve_precision(precision)) for engine, precision in runs))
+    for engine, precision in resolved:
         for tta in dict.fromkeys(option["tta"] for option in options):
-            segmenter = Segmenter(model, card, tta=tta, postprocess=False, precision=precision)
+            segmenter = Segmenter(model, card, tta=tta, postprocess=False, precision=precision, engine=engine)
             results = list(segmenter.segment_many(images, batch_size=batch_size))
             for option in (option for option in options if option["tta"] == tta):
                 labels = [
@@ -310,14 +311,12 @@ def compare_inference_options(
                     for result in results
                 ]
                 summary = summarize(evaluate_labels(labels, samples, segmenter.task))
-                tables[precision, tta, option["postprocess"]] = summary.assign(
-                    precision=precision, tta=tta, postprocess=option["postprocess"]
+                tables[engine, precision, tta, option["postprocess"]] = summary.assign(
+                    engine=engine, precision=precision, tta=tta, postprocess=option["postprocess"]
                 )
-    table = pd.concat(
-        [tables[precision, option["tta"], option["postprocess"]] for precision in resolved for option in options], ignore_index=True
-    )
+    table = pd.concat([tables[(*run, option["tta"], option["postprocess"])] for run in resolved for option in options], ignore_index=True)
     return table.pivot_table(
-        index=["precision", "tta", "postprocess", "dataset"], columns="target", values="dice_mean", sort=False
+        index=["engine", "precision", "tta", "postprocess", "dataset"], columns="target", values="dice_mean", sort=False
     ).rename_axis(columns=None).reset_index()
 
 

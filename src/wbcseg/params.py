@@ -18,6 +18,8 @@ from wbcseg.data import DATASETS, TASK_CLASSES
 LOSSES = ("dice_ce", "focal_dice", "focal", "tversky")
 #: Inference precisions (evaluate.precision, `wbcseg predict --precision`): see model.resolve_precision.
 PRECISIONS = ("auto", "float32", "bfloat16")
+#: Inference engines (evaluate.engine, `wbcseg predict --engine`): see engine.resolve_engine.
+ENGINES = ("auto", "tensorflow", "openvino")
 MIN_INPUT_SIZE = 96
 SIZE_MULTIPLE = 32
 
@@ -161,6 +163,8 @@ def check_params(params: dict) -> None:
         _require(isinstance(value, bool), f"evaluate.{name}", f"must be true or false, got {value!r}")
     precision = _get(params, "evaluate.precision")
     _require(precision in PRECISIONS, "evaluate.precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    engine = _get(params, "evaluate.engine")
+    _require(engine in ENGINES, "evaluate.engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
     folds = _get(params, "crossval.folds")
     _require(
         isinstance(folds, int) and not isinstance(folds, bool) and (folds == 0 or folds >= 2),
