@@ -6,17 +6,16 @@ centre; other blobs are neighbouring cells or false positives.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
-#: 8-connectivity: pixels that touch at a corner belong to the same cell.
-CONNECTIVITY = np.ones((3, 3), dtype=bool)
-
 
 def wbc_components(labels: np.ndarray) -> tuple[np.ndarray, int]:
-    """The 8-connected components of the WBC (every label > 0) and their count."""
-    components, count = ndimage.label(labels > 0, structure=CONNECTIVITY)
-    return components, int(count)
+    """The 8-connected components of the WBC (every label > 0), numbered from 1, and their count.
+    OpenCV's labelling is about 3x faster than scipy.ndimage.label, and `predict` runs it per image."""
+    count, components = cv2.connectedComponents((labels > 0).astype(np.uint8), connectivity=8)
+    return components, int(count) - 1
 
 
 def central_component(components: np.ndarray, count: int) -> int:

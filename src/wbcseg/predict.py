@@ -378,17 +378,15 @@ def output_names(files: list[Path]) -> list[Path]:
 def encode_png(array: np.ndarray) -> bytes:
     """A grey (H, W) or RGB (H, W, 3) uint8 array as PNG bytes.
 
-    Paeth filtering with Huffman-only coding: on the overlays of Dataset 2 this takes half the time
-    of zlib level 1 and gives files about 12 % smaller; encoding is the largest per-image cost after
-    the model.
+    'Up' filtering with run-length coding: on Dataset 2 this took 2.7 ms per overlay against 3.3
+    for Paeth with Huffman-only coding (files 3 % larger) and 0.15 ms per mask against 0.64 (files
+    8 times smaller); zlib's default level is slower still. Encoding is the largest per-image cost
+    after the model.
     """
     import cv2
 
     pixels = array if array.ndim == 2 else cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    options = [
-        cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH,
-        cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
-    ]
+    options = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
     ok, data = cv2.imencode(".png", pixels, options)
     if not ok:
         raise OSError(f"OpenCV could not encode a {array.dtype} {array.shape} array as PNG")
