@@ -5,14 +5,15 @@
 - `openvino`: the same network converted to OpenVINO, run by OpenVINO's CPU kernels. On 2 CPU
   cores with native bfloat16 its forward pass takes about 13 ms per 128-px image, TensorFlow's
   about 16 ms (benchmarks/predict_speed.py prints both end to end). In float32 the two agree to
-  about 1e-6; in bfloat16 each rounds in its own way, so the evaluation records which engine
+  about 1e-7; in bfloat16 each rounds in its own way, so the evaluation records which engine
   produced its masks.
 
 Converting (Keras -> SavedModel -> OpenVINO) takes about 10 s, so the converted model of a model
 file is cached under $WBCSEG_CACHE_DIR (default ~/.cache/wbcseg), keyed by the SHA-256 of the file
 and the OpenVINO version. Every experiment trains new models, so only the CACHED_MODELS most
-recently used conversions are kept (each about the size of its model.keras). The conversion reads the SavedModel with `openvino.Core.read_model`,
-not `openvino.convert_model`, whose Python layer sends usage telemetry by default.
+recently used conversions are kept (each about the size of its model.keras). The conversion reads
+the SavedModel with `openvino.Core.read_model`, not `openvino.convert_model`, whose Python layer
+sends usage telemetry by default.
 """
 
 from __future__ import annotations
