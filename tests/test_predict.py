@@ -269,6 +269,18 @@ def test_predict_falls_back_to_float32_where_bfloat16_is_not_native(monkeypatch,
     assert predict._precision(None, "float32") == "float32"
 
 
+def test_predict_leaves_openvino_for_tensorflow_where_a_gpu_is_seen(monkeypatch, capsys):
+    from wbcseg import engine
+
+    assert predict._engine("openvino", "tensorflow") == "openvino"  # asked for: used as asked
+    monkeypatch.setattr(engine, "resolve_engine", lambda name: "openvino")  # no GPU
+    assert predict._engine(None, "openvino") == "openvino"
+    monkeypatch.setattr(engine, "resolve_engine", lambda name: "tensorflow")  # a GPU
+    assert predict._engine(None, "openvino") == "tensorflow"
+    assert "this machine has a GPU; using TensorFlow" in capsys.readouterr().err
+    assert predict._engine(None, "tensorflow") == "tensorflow"
+
+
 def test_importing_predict_does_not_import_tensorflow():
     code = "import sys, wbcseg.cli; wbcseg.cli.build_parser(); print('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

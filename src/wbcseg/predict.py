@@ -633,6 +633,23 @@ def _precision(asked: str | None, recorded: str) -> str:
     return recorded
 
 
+def _engine(asked: str | None, recorded: str) -> str:
+    """The engine a run uses: the one asked for, else the card's, unless the card's is openvino
+    (a CPU engine) and TensorFlow sees a GPU here."""
+    from wbcseg.engine import resolve_engine
+
+    if asked is not None:
+        return asked
+    if recorded == "openvino" and resolve_engine("auto") == "tensorflow":
+        print(
+            "wbcseg predict: the model was evaluated with OpenVINO on a CPU, and this machine has a GPU; "
+            "using TensorFlow (a few pixels may differ from the evaluated masks; --engine openvino keeps OpenVINO)",
+            file=sys.stderr,
+        )
+        return "tensorflow"
+    return recorded
+
+
 def run(args: argparse.Namespace) -> int:
     """`wbcseg predict`: 0 when every image was segmented, 1 when any failed. A bad model
     directory raises ModelError (the CLI prints it and exits 2)."""
@@ -651,7 +668,7 @@ def run(args: argparse.Namespace) -> int:
         postprocess=recorded["postprocess"] if args.postprocess is None else args.postprocess,
         pixel_size=args.pixel_size,
         precision=_precision(args.precision, recorded["precision"]),
-        engine=args.engine or recorded["engine"],
+        engine=_engine(args.engine, recorded["engine"]),
     )
     print(
         f"wbcseg predict: {len(files)} images; {segmenter.task} model at {segmenter.input_size} px, "
