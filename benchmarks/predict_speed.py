@@ -134,7 +134,7 @@ def main(argv=None) -> None:
         print(f"{args.images} images of 300x300, model {task} at {size} px, batch size {args.batch_size}, "
               f"{psutil.cpu_count()} CPUs, native bfloat16: {native_bfloat16()}, "
               f"RSS after loading {psutil.Process().memory_info().rss / 2**20:.0f} MiB")
-        # The naive loop runs before OpenVINO is loaded: OpenVINO's idle threads slowed it by ~13 %.
+        # The naive loop runs before OpenVINO is loaded: in one measurement, OpenVINO's idle threads slowed it by ~13 %.
         naive_loop(model, size, task, files[:2], workdir / "warm_naive")
         naive, _ = timed("(a) naive loop, model.predict x1", len(files), lambda: naive_loop(model, size, task, files, workdir / "naive"))
 
@@ -148,7 +148,12 @@ def main(argv=None) -> None:
         for (engine, precision), segmenter in segmenters.items():
             predict_files(segmenter, warm, workdir / f"warm_{engine}_{precision}", batch_size=args.batch_size)
 
+        batch = np.stack([resize_image(read_image(path), size) for path in warm[: args.batch_size]])
         for label, ((engine, precision), segmenter) in zip("bcde", segmenters.items()):
+            start = time.perf_counter()
+            for _ in range(3):
+                segmenter.predict_probabilities(batch)
+            print(f"({label}) model call alone, {engine} {precision}: {(time.perf_counter() - start) / (3 * len(batch)) * 1000:.1f} ms per image")
             rate, _ = timed(
                 f"({label}) wbcseg predict, {engine} {precision}", len(files),
                 lambda: predict_files(segmenter, files, workdir / f"{engine}_{precision}", batch_size=args.batch_size),

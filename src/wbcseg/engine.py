@@ -3,8 +3,8 @@
 - `tensorflow`: the Keras model as trained, in float32 or with TensorFlow's bfloat16 rewrite
   (`model.inference_precision`). It runs on a GPU where TensorFlow sees one.
 - `openvino`: the same network converted to OpenVINO, run by OpenVINO's CPU kernels. On 2 CPU
-  cores with native bfloat16 its forward pass takes about 13 ms per 128-px image, TensorFlow's
-  about 16 ms (benchmarks/predict_speed.py prints both end to end). In float32 the two agree to
+  cores with native bfloat16 its model call takes about 13 ms per 128-px image, TensorFlow's
+  about 15 ms (benchmarks/predict_speed.py prints both, alone and end to end). In float32 the two agree to
   about 1e-7; in bfloat16 each rounds in its own way, so the evaluation records which engine
   produced its masks.
 
@@ -108,8 +108,8 @@ class OpenVinoRunner:
     """A Keras model compiled by OpenVINO for the CPU at `precision` ('float32' or 'bfloat16'),
     called like `predict_on_batch`: (N, S, S, 3) float32 in, the model's output as a new array out.
 
-    It is compiled for each batch size it meets (about 0.3 s each): a static shape ran about 5 %
-    faster than a dynamic batch dimension.
+    It is compiled for each batch size it meets (about 0.3 s each): in one measurement a static
+    shape ran about 5 % faster than a dynamic batch dimension (13.6 against 14.4 ms per image).
     """
 
     def __init__(self, model, precision: str):
