@@ -4,9 +4,9 @@
   (`model.inference_precision`). It runs on a GPU where TensorFlow sees one.
 - `openvino`: the same network converted to OpenVINO, run by OpenVINO's CPU kernels. On 2 CPU
   cores with native bfloat16 its model call takes about 13 ms per 128-px image, TensorFlow's
-  about 15 ms (benchmarks/predict_speed.py prints both, alone and end to end). In float32 the two agree to
-  about 1e-7; in bfloat16 each rounds in its own way, so the evaluation records which engine
-  produced its masks.
+  about 15 ms (benchmarks/predict_speed.py prints both, alone and end to end). In float32 the
+  two agree to about 1e-7; in bfloat16 each rounds in its own way, so the evaluation records
+  which engine produced its masks.
 
 Converting (Keras -> SavedModel -> OpenVINO) takes about 10 s, so the converted model of a model
 file is cached under $WBCSEG_CACHE_DIR (default ~/.cache/wbcseg), keyed by the SHA-256 of the file
