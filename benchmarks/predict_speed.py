@@ -1,15 +1,21 @@
 """How fast is `wbcseg predict`, against the original demo's one-image-at-a-time loop?
 
-Generates a folder of synthetic 300x300 cell images, then in one run measures images/second of
-(a) a naive loop that reads an image and calls `model.predict` on it alone, as the original
-project's demo does, and writes its mask, and of `wbcseg predict`'s batched tf.data path
+Generates a folder of synthetic 300x300 cell images and measures the images per second of
+(a) a naive loop that reads an image, calls `model.predict` on it alone (as the original project's
+demo does) and writes its mask, and of `wbcseg predict`'s batched tf.data path
 (`predict.predict_files`, which writes a mask, an overlay and a CSV row per image) with each
-engine (TensorFlow, OpenVINO) in float32 and, where the CPU has it natively, in bfloat16; and the
-peak resident memory of each. Every path is warmed up first, so neither graph tracing nor the
-one-time OpenVINO conversion is timed (the conversion's time is printed on its own).
+engine (TensorFlow, OpenVINO) in float32 and, where the CPU has it natively, in bfloat16.
 
-`--stream-check N` then runs the fastest batched path over N small images and prints the peak
-memory in each quarter of the run: flat figures mean the images are streamed, not loaded all at once.
+Each path runs in a process of its own, warmed up before any timing (neither graph tracing nor
+the one-time OpenVINO conversion is timed; the conversion's time is printed), so no path's
+threads or memory weigh on another's figures, and its peak memory is its own. The batched paths
+then take turns, `--rounds` times, with the naive loop before the first round and after each.
+Where the machine's speed drifts (a shared virtual machine's does, by ±20 % within minutes), a
+steady drift changes a round as much as the mean of the naive runs just before and after it, so
+each speedup is the ratio to that mean; the summary gives the median and range over the rounds.
+
+`--stream-check N` then runs the last path over N small images and prints the peak memory in each
+quarter of the run: flat figures mean the images are streamed, not loaded all at once.
 
     python benchmarks/predict_speed.py --images 200
     python benchmarks/predict_speed.py --images 200 --model models/main --stream-check 10000
@@ -18,6 +24,7 @@ memory in each quarter of the run: flat figures mean the images are streamed, no
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import tempfile
 import threading
 import time
@@ -28,12 +35,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from wbcseg.data import TASK_CLASSES, read_image
-from wbcseg.model import NORMALISATION, as_class_probabilities, build_unet, load_model, native_bfloat16, save_model
-from wbcseg.predict import DEFAULT_BATCH_SIZE, Segmenter, mask_to_png_values, predict_files
-from wbcseg.preprocess import resize_image, resize_probabilities
-
 UNTRAINED_SIZE = 128
+NAIVE = "(a) naive loop, model.predict x1"
 
 
 def synthetic_cells(folder: Path, n: int, side: int, seed: int = 0) -> list[Path]:
@@ -55,6 +58,9 @@ def synthetic_cells(folder: Path, n: int, side: int, seed: int = 0) -> list[Path
 
 def untrained_model(model_dir: Path) -> Path:
     """An untrained tissue U-Net at UNTRAINED_SIZE px, saved with a minimal card: same cost as a trained one."""
+    from wbcseg.data import TASK_CLASSES
+    from wbcseg.model import NORMALISATION, build_unet, save_model
+
     card = {
         "task": "tissue", "classes": list(TASK_CLASSES["tissue"]), "input_size": UNTRAINED_SIZE,
         "backbone": "inceptionv3", "normalisation": NORMALISATION,
@@ -84,6 +90,11 @@ def peak_rss(samples: list, interval: float = 0.05):
 
 def naive_loop(model, size: int, task: str, files: list[Path], out: Path) -> None:
     """The original demo's way: one image, one `model.predict` call, one mask, and again."""
+    from wbcseg.data import read_image
+    from wbcseg.model import as_class_probabilities
+    from wbcseg.predict import mask_to_png_values
+    from wbcseg.preprocess import resize_image, resize_probabilities
+
     out.mkdir(parents=True, exist_ok=True)
     for path in files:
         image = read_image(path)
@@ -92,19 +103,10 @@ def naive_loop(model, size: int, task: str, files: list[Path], out: Path) -> Non
         Image.fromarray(mask_to_png_values(labels, task)).save(out / f"{path.stem}.png")
 
 
-def timed(label: str, n: int, work) -> tuple[float, float]:
-    """Run `work()`; print and return (images/second, peak RSS in MiB)."""
-    samples: list = []
-    with peak_rss(samples):
-        start = time.perf_counter()
-        work()
-        seconds = time.perf_counter() - start
-    rate, peak = n / seconds, max(rss for _, rss in samples) / 2**20
-    print(f"{label:<40} {n:>6} images in {seconds:7.1f} s = {rate:6.1f} images/s, peak RSS {peak:6.0f} MiB")
-    return rate, peak
+def stream_check(segmenter, workdir: Path, n: int, batch_size: int) -> dict:
+    """Stream n 64x64 images through `predict_files`; images/s and the peak RSS (MiB) of each quarter of the run."""
+    from wbcseg.predict import predict_files
 
-
-def stream_check(segmenter: Segmenter, workdir: Path, n: int, batch_size: int) -> None:
     files = synthetic_cells(workdir / "stream", n, side=64, seed=1)
     samples: list = []
     with peak_rss(samples, interval=0.2):
@@ -112,55 +114,146 @@ def stream_check(segmenter: Segmenter, workdir: Path, n: int, batch_size: int) -
         ok, failed = predict_files(segmenter, files, workdir / "stream_out", batch_size=batch_size)
         seconds = time.perf_counter() - start
     end = samples[-1][0]
-    quarters = [max(rss for t, rss in samples if q * end / 4 <= t <= (q + 1) * end / 4) / 2**20 for q in range(4)]
-    print(f"stream check: {ok} ok, {failed} failed, 64x64 images, {ok / seconds:.1f} images/s")
-    print("peak RSS per quarter of the run (MiB): " + ", ".join(f"{q:.0f}" for q in quarters))
+    # A quarter shorter than the sampling interval (a very short run) has no sample: nan.
+    quarters = [max((rss for t, rss in samples if q * end / 4 <= t <= (q + 1) * end / 4), default=np.nan) / 2**20 for q in range(4)]
+    return {"ok": ok, "failed": failed, "rate": ok / seconds, "quarters": quarters}
+
+
+def worker(conn, engine: str | None, precision: str | None, model_dir: Path, files: list[Path], workdir: Path, batch_size: int) -> None:
+    """One path in its own process. It sets up and warms up, and reports its RSS after loading the
+    model and the time a Segmenter took to set up (for OpenVINO: conversion and compilation).
+    Then, on each "run" message, it times the model call alone on one batch (a batched path) and
+    the path over all `files`, and replies (seconds, peak RSS in MiB, model call ms per image or
+    None); on ("stream", n), it replies `stream_check`; it ends on None."""
+    from wbcseg.data import read_image
+    from wbcseg.model import load_model
+    from wbcseg.predict import Segmenter, predict_files
+    from wbcseg.preprocess import resize_image
+
+    model, card = load_model(model_dir)
+    size, task = card["input_size"], card["task"]
+    out = workdir / f"out_{engine}_{precision}"
+    info = {"rss": psutil.Process().memory_info().rss / 2**20}
+    if engine is None:
+        naive_loop(model, size, task, files[:2], out)
+        run = lambda: naive_loop(model, size, task, files, out)  # noqa: E731
+    else:
+        start = time.perf_counter()
+        # In memory, not through wbcseg predict's cache: an untrained model would leave ~100 MB there per run.
+        segmenter = Segmenter(model, card, precision=precision, engine=engine)
+        info["setup"] = time.perf_counter() - start
+        warm = files[: 2 * batch_size]  # traces or compiles the model for the batch shape
+        predict_files(segmenter, warm, out, batch_size=batch_size)
+        batch = np.stack([resize_image(read_image(path), size) for path in warm[:batch_size]])
+        run = lambda: predict_files(segmenter, files, out, batch_size=batch_size)  # noqa: E731
+    conn.send(info)
+    for message in iter(conn.recv, None):
+        if message == "run":
+            call = None
+            if engine is not None:
+                start = time.perf_counter()
+                for _ in range(3):
+                    segmenter.predict_probabilities(batch)
+                call = (time.perf_counter() - start) / (3 * len(batch)) * 1000
+            samples: list = []
+            with peak_rss(samples):
+                start = time.perf_counter()
+                run()
+                seconds = time.perf_counter() - start
+            conn.send((seconds, max(rss for _, rss in samples) / 2**20, call))
+        else:
+            conn.send(stream_check(segmenter, workdir, message[1], batch_size))
+
+
+def _in_process(context, target, *args):
+    """Run `target(*args)` in a new process and wait for it, so that this process builds no model:
+    on a GPU, TensorFlow would claim the GPU's memory for it."""
+    process = context.Process(target=target, args=args)
+    process.start()
+    process.join()
+    if process.exitcode:
+        raise SystemExit(f"{target.__name__} failed (exit code {process.exitcode})")
 
 
 def main(argv=None) -> None:
+    from wbcseg.model import native_bfloat16
+    from wbcseg.predict import DEFAULT_BATCH_SIZE
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=200, help="number of 300x300 images (default 200)")
+    parser.add_argument("--rounds", type=int, default=5, help="times each path is timed, in turns (default 5)")
     parser.add_argument("--model", type=Path, help=f"a model directory (default: an untrained {UNTRAINED_SIZE}-px tissue model)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"default {DEFAULT_BATCH_SIZE}, as wbcseg predict")
-    parser.add_argument("--stream-check", type=int, default=0, metavar="N", help="also stream N small images through the batched path")
+    parser.add_argument("--stream-check", type=int, default=0, metavar="N", help="also stream N small images through the last path")
     args = parser.parse_args(argv)
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process that has loaded TensorFlow
+    precisions = ["float32"] + (["bfloat16"] if native_bfloat16() else [])
+    paths = {NAIVE: (None, None)}
+    for label, (engine, precision) in zip("bcde", [(e, p) for e in ("tensorflow", "openvino") for p in precisions]):
+        paths[f"({label}) wbcseg predict, {engine} {precision}"] = (engine, precision)
 
     with tempfile.TemporaryDirectory(prefix="wbcseg-bench-") as tmp:
         workdir = Path(tmp)
         files = synthetic_cells(workdir / "images", args.images, side=300)
-        model_dir = args.model or untrained_model(workdir / "model")
-        model, card = load_model(model_dir)
-        size, task = card["input_size"], card["task"]
-        print(f"{args.images} images of 300x300, model {task} at {size} px, batch size {args.batch_size}, "
-              f"{psutil.cpu_count()} CPUs, native bfloat16: {native_bfloat16()}, "
-              f"RSS after loading {psutil.Process().memory_info().rss / 2**20:.0f} MiB")
-        # The naive loop runs before OpenVINO is loaded: in one measurement, OpenVINO's idle threads slowed it by ~13 %.
-        naive_loop(model, size, task, files[:2], workdir / "warm_naive")
-        naive, _ = timed("(a) naive loop, model.predict x1", len(files), lambda: naive_loop(model, size, task, files, workdir / "naive"))
+        model_dir = args.model
+        if model_dir is None:
+            model_dir = workdir / "model"
+            _in_process(context, untrained_model, model_dir)
+        workers = {}
+        for name, (engine, precision) in paths.items():
+            conn, child = context.Pipe()
+            process = context.Process(target=worker, args=(child, engine, precision, model_dir, files, workdir, args.batch_size))
+            process.start()
+            child.close()  # so that a worker's death ends conn.recv() with EOFError, not a wait for ever
+            workers[name] = (conn, process)
+        try:
+            infos = {name: conn.recv() for name, (conn, _) in workers.items()}
+            print(f"{args.images} images of 300x300, model from {args.model or 'an untrained model'}, batch size {args.batch_size}, "
+                  f"{psutil.cpu_count()} CPUs, native bfloat16: {native_bfloat16()}, {args.rounds} rounds; "
+                  f"each path in its own process (RSS after loading the model: {infos[NAIVE]['rss']:.0f} MiB)")
+            for name, info in infos.items():
+                if "openvino" in name:
+                    print(f"{name}: OpenVINO conversion and compilation {info['setup']:.1f} s (wbcseg predict caches the conversion)")
+            results = {name: [] for name in workers}
 
-        precisions = ["float32"] + (["bfloat16"] if native_bfloat16() else [])
-        segmenters = {("tensorflow", precision): Segmenter(model, card, precision=precision) for precision in precisions}
-        start = time.perf_counter()
-        # In memory, not through wbcseg predict's cache: an untrained model would leave ~100 MB there per run.
-        segmenters.update({("openvino", precision): Segmenter(model, card, precision=precision, engine="openvino") for precision in precisions})
-        print(f"OpenVINO conversion and compilation: {time.perf_counter() - start:.1f} s (once per model: wbcseg predict caches it)")
-        warm = files[: 2 * args.batch_size]  # traces the graphs of every path before timing
-        for (engine, precision), segmenter in segmenters.items():
-            predict_files(segmenter, warm, workdir / f"warm_{engine}_{precision}", batch_size=args.batch_size)
+            def run(name: str) -> float:
+                conn = workers[name][0]
+                conn.send("run")
+                results[name].append(conn.recv())
+                return results[name][-1][0]
 
-        batch = np.stack([resize_image(read_image(path), size) for path in warm[: args.batch_size]])
-        for label, ((engine, precision), segmenter) in zip("bcde", segmenters.items()):
-            start = time.perf_counter()
-            for _ in range(3):
-                segmenter.predict_probabilities(batch)
-            print(f"({label}) model call alone, {engine} {precision}: {(time.perf_counter() - start) / (3 * len(batch)) * 1000:.1f} ms per image")
-            rate, _ = timed(
-                f"({label}) wbcseg predict, {engine} {precision}", len(files),
-                lambda: predict_files(segmenter, files, workdir / f"{engine}_{precision}", batch_size=args.batch_size),
-            )
-            print(f"speedup ({label})/(a): {rate / naive:.1f}x")
-        if args.stream_check:
-            stream_check(segmenters["openvino", precisions[-1]], workdir, args.stream_check, args.batch_size)
+            run(NAIVE)
+            for round_ in range(1, args.rounds + 1):
+                seconds = {name: run(name) for name in workers if name != NAIVE}
+                naive = np.mean([run(NAIVE), results[NAIVE][-2][0]])
+                print(f"round {round_}: (a) {args.images / naive:.1f} images/s (mean of the runs before and after); " + "; ".join(
+                    f"{name[:3]} {args.images / s:.1f} = {naive / s:.1f}x (model call alone {results[name][-1][2]:.1f} ms/image)"
+                    for name, s in seconds.items()
+                ))
+            print(f"{'path':<40} {'images/s':>9}  {'speedup over (a)':<23} {'model call alone':>16} {'peak RSS':>12}")
+            naive = np.array([seconds for seconds, _, _ in results[NAIVE]])
+            naive = (naive[:-1] + naive[1:]) / 2  # each round's: the mean of the naive runs before and after it
+            for name, runs in results.items():
+                seconds, peaks, calls = (np.array(column) for column in zip(*runs))
+                speedup = call = ""
+                if name != NAIVE:
+                    ratios = naive / seconds
+                    speedup, call = f"{np.median(ratios):4.1f}x ({ratios.min():.1f}x to {ratios.max():.1f}x)", f"{np.median(calls):8.1f} ms/image"
+                print(f"{name:<40} {np.median(args.images / seconds):9.1f}  {speedup:<23} {call:>16} {peaks.max():8.0f} MiB")
+            print("(medians over the rounds; a speedup is the ratio to the mean of the naive runs just before and after the "
+                  "round; the model call alone is one batch of model-size images, without reading or writing)")
+            if args.stream_check:
+                name, (conn, _) = list(workers.items())[-1]
+                conn.send(("stream", args.stream_check))
+                check = conn.recv()
+                print(f"stream check, {name}: {check['ok']} ok, {check['failed']} failed, 64x64 images, {check['rate']:.1f} images/s")
+                print("peak RSS per quarter of the run (MiB): " + ", ".join(f"{q:.0f}" for q in check["quarters"]))
+        finally:
+            for conn, process in workers.values():
+                if process.is_alive():
+                    conn.send(None)
+                process.join()
 
 
 if __name__ == "__main__":
