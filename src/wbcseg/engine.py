@@ -4,7 +4,7 @@
   (`model.inference_precision`). It runs on a GPU where TensorFlow sees one.
 - `openvino`: the same network converted to OpenVINO, run by OpenVINO's CPU kernels. On 2 CPU
   cores with native bfloat16 its model call takes about 13 ms per 128-px image, TensorFlow's
-  about 15 ms (benchmarks/predict_speed.py prints both, alone and end to end). In float32 the
+  about 16 ms (benchmarks/predict_speed.py prints both, alone and end to end). In float32 the
   two agree to about 1e-7; in bfloat16 each rounds in its own way, so the evaluation records
   which engine produced its masks.
 
