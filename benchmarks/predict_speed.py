@@ -186,6 +186,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=f"default {DEFAULT_BATCH_SIZE}, as wbcseg predict")
     parser.add_argument("--stream-check", type=int, default=0, metavar="N", help="also stream N small images through the last path")
     args = parser.parse_args(argv)
+    if min(args.images, args.rounds, args.batch_size) < 1:
+        parser.error("--images, --rounds and --batch-size must be at least 1")
 
     context = multiprocessing.get_context("spawn")  # no fork of a process that has loaded TensorFlow
     precisions = ["float32"] + (["bfloat16"] if native_bfloat16() else [])
