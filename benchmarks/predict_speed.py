@@ -58,8 +58,9 @@ def synthetic_cells(folder: Path, n: int, side: int, seed: int = 0) -> list[Path
 
 def untrained_model(model_dir: Path) -> Path:
     """An untrained tissue U-Net at UNTRAINED_SIZE px, saved with a minimal card: same cost as a trained one."""
-    from wbcseg.data import TASK_CLASSES
-    from wbcseg.model import NORMALISATION, build_unet, save_model
+    from wbcseg.card import NORMALISATION
+    from wbcseg.classes import TASK_CLASSES
+    from wbcseg.network import build_unet, save_model
 
     card = {
         "task": "tissue", "classes": list(TASK_CLASSES["tissue"]), "input_size": UNTRAINED_SIZE,
@@ -90,10 +91,10 @@ def peak_rss(samples: list, interval: float = 0.05):
 
 def naive_loop(model, size: int, task: str, files: list[Path], out: Path) -> None:
     """The original demo's way: one image, one `model.predict` call, one mask, and again."""
+    from wbcseg.classes import mask_to_png_values
     from wbcseg.data import read_image
-    from wbcseg.model import as_class_probabilities
-    from wbcseg.predict import mask_to_png_values
     from wbcseg.preprocess import resize_image, resize_probabilities
+    from wbcseg.segmenter import as_class_probabilities
 
     out.mkdir(parents=True, exist_ok=True)
     for path in files:
@@ -105,7 +106,7 @@ def naive_loop(model, size: int, task: str, files: list[Path], out: Path) -> Non
 
 def stream_check(segmenter, workdir: Path, n: int, batch_size: int) -> dict:
     """Stream n 64x64 images through `predict_files`; images/s and the peak RSS (MiB) of each quarter of the run."""
-    from wbcseg.predict import predict_files
+    from wbcseg.batch import predict_files
 
     files = synthetic_cells(workdir / "stream", n, side=64, seed=1)
     samples: list = []
@@ -125,10 +126,11 @@ def worker(conn, engine: str | None, precision: str | None, model_dir: Path, fil
     Then, on each "run" message, it times the model call alone on one batch (a batched path) and
     the path over all `files`, and replies (seconds, peak RSS in MiB, model call ms per image or
     None); on ("stream", n), it replies `stream_check`; it ends on None."""
+    from wbcseg.batch import predict_files
     from wbcseg.data import read_image
-    from wbcseg.model import load_model
-    from wbcseg.predict import Segmenter, predict_files
+    from wbcseg.network import load_model
     from wbcseg.preprocess import resize_image
+    from wbcseg.segmenter import Segmenter
 
     model, card = load_model(model_dir)
     size, task = card["input_size"], card["task"]
@@ -176,8 +178,8 @@ def _in_process(context, target, *args):
 
 
 def main(argv=None) -> None:
-    from wbcseg.model import native_bfloat16
-    from wbcseg.predict import DEFAULT_BATCH_SIZE
+    from wbcseg.engine import native_bfloat16
+    from wbcseg.segmenter import DEFAULT_BATCH_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=200, help="number of 300x300 images (default 200)")

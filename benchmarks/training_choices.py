@@ -16,9 +16,9 @@ import time
 
 import pandas as pd
 
-from wbcseg import evaluate, split
-from wbcseg.notebooks import stage_paths
+from wbcseg import crossval, scoring, split
 from wbcseg.params import LOSSES, check_input_size, load_params, run_config
+from wbcseg.paths import stage_paths
 
 
 def main() -> None:
@@ -44,11 +44,11 @@ def main() -> None:
     for config in runs:
         name = f"{config.input_size}px {config.loss}"
         start = time.perf_counter()
-        per_image, history = evaluate.fit_and_evaluate(config, train_rows, val_rows, val_rows)
+        per_image, history = crossval.fit_and_evaluate(config, train_rows, val_rows, val_rows)
         seconds = time.perf_counter() - start
         print(f"{name}: {seconds:.0f} s ({seconds / args.epochs:.1f} s per epoch, evaluation included), "
               f"best epoch {int(history['val_dice'].idxmax())}", flush=True)
-        summary = evaluate.summarize(per_image)
+        summary = scoring.summarize(per_image)
         rows += [{"run": name, "dataset": r.dataset, "target": r.target, "val_dice": r.dice_mean} for r in summary.itertuples()]
     table = pd.DataFrame(rows).pivot_table(index=["dataset", "target"], columns="run", values="val_dice", sort=False)
     print("\nMean validation Dice at native resolution:")

@@ -37,7 +37,8 @@ def mirror() -> Path:
 
 
 def _saved_model(tmp_path_factory, task: str, size: int = 96) -> Path:
-    from wbcseg.model import build_unet, model_card, save_model
+    from wbcseg.card import make_card
+    from wbcseg.network import build_unet, save_model
     from wbcseg.params import RunConfig
 
     config = RunConfig(
@@ -45,11 +46,11 @@ def _saved_model(tmp_path_factory, task: str, size: int = 96) -> Path:
         learning_rate=1e-3, loss="dice_ce", augment=False, seed=0, backbone="inceptionv3",
         encoder_weights=None, input_size=size,
     )
-    import tensorflow as tf
+    from wbcseg.backend import tf
 
     tf.keras.utils.set_random_seed(0)  # the same untrained weights in every session
     model = build_unet(config.backbone, task, size)
-    return save_model(model, tmp_path_factory.mktemp(f"model_{task}"), model_card(config))
+    return save_model(model, tmp_path_factory.mktemp(f"model_{task}"), make_card(config))
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wbcseg import baseline, evaluate
+from wbcseg import baseline, metrics, scoring
 from wbcseg.data import list_samples
 from wbcseg.split import make_split
 
 
 def dice(pred, truth):
-    return evaluate.segmentation_metrics(pred, truth)["dice"]
+    return metrics.segmentation_metrics(pred, truth)["dice"]
 
 
 def test_tissue_labels_of_a_generated_cell(cell_image):
@@ -81,7 +81,7 @@ def test_cell_likeness_prefers_a_lone_round_cell():
 def test_evaluate_classical_on_real_train_images(mirror):
     train = make_split(list_samples(mirror), 0.2, 0.2, 42)
     rows = train[train["split"] == "train"].groupby("dataset").head(3)
-    table = evaluate.summarize(baseline.evaluate_classical(rows)).set_index(["dataset", "target"])
+    table = scoring.summarize(baseline.evaluate_classical(rows)).set_index(["dataset", "target"])
     assert table.loc[("all", "cell"), "n_images"] == 6
     # A baseline, not a model: well above chance, far from perfect.
     assert table.loc[("d1", "cell"), "dice_mean"] > 0.85

@@ -1,16 +1,17 @@
+import re
 import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from wbcseg import data
+from wbcseg import classes, data
 
 
 def test_snap_mask_values_maps_to_nearest_class_and_counts_strays():
     grey = np.array([[0, 9, 128, 255], [60, 70, 200, 190]], np.uint8)
-    classes, stray = data.snap_mask_values(grey)
-    assert classes.tolist() == [[0, 0, 1, 2], [0, 1, 2, 1]]
+    class_map, stray = classes.snap_mask_values(grey)
+    assert class_map.tolist() == [[0, 0, 1, 2], [0, 1, 2, 1]]
     assert stray == 5
 
 
@@ -80,25 +81,39 @@ def test_fetch_copies_and_verifies(tmp_path, mirror, monkeypatch):
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])
-def test_fetch_rejects_a_damaged_mirror_and_leaves_nothing(tmp_path, mirror, monkeypatch, damage):
+def test_fetch_rejects_a_damaged_mirror_naming_its_file_and_keeps_the_old_dataset(tmp_path, mirror, monkeypatch, damage):
     src, manifest = _small_mirror(tmp_path, mirror)
     monkeypatch.setattr(data, "read_manifest", lambda path=None: manifest)
+    dest = data.fetch(tmp_path / "out" / "raw", src)
+    before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
     victim = src / list(manifest)[1]
     if damage == "corrupt":
         victim.write_bytes(victim.read_bytes()[:-1] + b"x")
     else:
         victim.unlink()
     expected = "checksum mismatch" if damage == "corrupt" else "missing"
-    with pytest.raises(data.DataError, match=f"{expected}: .*{victim.name}"):
-        data.fetch(tmp_path / "out" / "raw", src)
-    assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(data.DataError, match=f"{expected}: {re.escape(str(victim))}"):  # the mirror's file, not a temporary copy
+        data.fetch(dest, src)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["raw"]  # no staging left behind
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before  # the verified dataset is still there
 
 
-def test_fetch_uses_environment_variable(tmp_path, mirror, monkeypatch):
-    src, manifest = _small_mirror(tmp_path, mirror, manifest_rows=1)
-    monkeypatch.setattr(data, "read_manifest", lambda path=None: manifest)
-    monkeypatch.setenv(data.SOURCE_ENV, str(src))
-    assert (data.fetch(tmp_path / "raw") / list(manifest)[0]).is_file()
+def test_source_precedence(monkeypatch):
+    monkeypatch.delenv(data.SOURCE_ENV, raising=False)
+    assert data.resolve_source(None, None) is None  # download
+    assert data.resolve_source(None, "/configured") == "/configured"
+    monkeypatch.setenv(data.SOURCE_ENV, "/from-env")
+    assert data.resolve_source(None, "/configured") == "/from-env"  # the variable wins over params.yaml
+    assert data.resolve_source("/asked", "/configured") == "/asked"  # the command line wins over both
+
+
+def test_fetch_refuses_a_file_as_destination_or_source(tmp_path, mirror):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(data.DataError, match="a_file: exists and is not a folder"):
+        data.fetch(tmp_path / "a_file", mirror)
+    with pytest.raises(data.DataError, match="nowhere: the dataset mirror .* is not a folder"):
+        data.fetch(tmp_path / "raw", tmp_path / "nowhere")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 def test_manifest_covers_both_datasets():
@@ -110,7 +125,7 @@ def test_manifest_covers_both_datasets():
 
 def test_task_labels():
     class_map = np.array([[0, 1, 2]], np.uint8)
-    assert data.task_labels(class_map, "binary").tolist() == [[0, 1, 1]]
-    assert data.task_labels(class_map, "tissue").tolist() == [[0, 1, 2]]
+    assert classes.task_labels(class_map, "binary").tolist() == [[0, 1, 1]]
+    assert classes.task_labels(class_map, "tissue").tolist() == [[0, 1, 2]]
     with pytest.raises(ValueError, match="unknown task"):
-        data.task_labels(class_map, "nuclei")
+        classes.task_labels(class_map, "nuclei")

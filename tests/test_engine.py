@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wbcseg import engine
-from wbcseg.model import native_bfloat16
-from wbcseg.predict import Segmenter
+from wbcseg import engine, network
+from wbcseg.engine import native_bfloat16
+from wbcseg.segmenter import Segmenter
 
 
 def test_engine_names():
@@ -20,6 +20,30 @@ def test_engine_names():
     assert [engine.resolve_engine(name) for name in ("tensorflow", "openvino")] == ["tensorflow", "openvino"]
     with pytest.raises(ValueError, match="unknown engine 'onnx'; choose auto, tensorflow, openvino"):
         engine.resolve_engine("onnx")
+
+
+def test_precision_names():
+    assert engine.resolve_precision("auto") == ("bfloat16" if engine.native_bfloat16() else "float32")
+    assert [engine.resolve_precision(name) for name in ("float32", "bfloat16")] == ["float32", "bfloat16"]
+    with pytest.raises(ValueError, match="unknown precision 'half'; choose auto, float32, bfloat16"):
+        engine.resolve_precision("half")
+
+
+@pytest.mark.skipif(not engine.native_bfloat16(), reason="this CPU has no native bfloat16")
+def test_bfloat16_applies_inside_the_block_only():
+    import tensorflow as tf
+
+    unet = network.build_unet("inceptionv3", "tissue", 96)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
+    before = unet.predict_on_batch(x)
+    with engine.inference_precision("bfloat16"):
+        mixed = unet.predict_on_batch(x)
+    after = unet.predict_on_batch(x)
+    # bfloat16 keeps 8 bits of mantissa: close to float32, but not equal.
+    assert 0 < np.abs(mixed - before).max() < 0.05
+    np.testing.assert_array_equal(after, before)  # the rewrite did not outlive the block
+    assert not tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16", False)
+
 
 
 def _cache_entries(cache: Path) -> list[Path]:

@@ -47,3 +47,17 @@ def test_installed_versions_match_the_lock():
     lock = _lock()
     for name in ("tensorflow", "segmentation-models", "albumentations", "dvc", "papermill", "pandas"):
         assert version(name) == lock[name], f"{name} installed {version(name)}, locked {lock[name]}"
+
+
+def test_the_lock_satisfies_pyproject():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    lock = _lock()
+    wanted = project["dependencies"] + [dep for extra in project["optional-dependencies"].values() for dep in extra]
+    for requirement in map(Requirement, wanted):
+        pinned = lock.get(_name(requirement.name))
+        assert pinned is not None, f"pyproject.toml needs {requirement.name}, which requirements.lock does not pin"
+        assert requirement.specifier.contains(pinned, prereleases=True), f"requirements.lock pins {requirement.name}=={pinned}, outside {requirement}"

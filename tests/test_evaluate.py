@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from wbcseg import evaluate
-from wbcseg.data import MASK_VALUES
+from wbcseg import classes, crossval, evaluate, metrics, report, scoring
+from wbcseg.classes import MASK_VALUES
 
 
 def squares(shape=(20, 20), pred_rows=(0, 10), truth_rows=(5, 15)):
@@ -24,7 +24,7 @@ def squares(shape=(20, 20), pred_rows=(0, 10), truth_rows=(5, 15)):
 
 def test_overlap_metrics_match_hand_counts():
     pred, truth = squares()  # 100 px each, 50 px shared, in 400 px
-    m = evaluate.segmentation_metrics(pred, truth)
+    m = metrics.segmentation_metrics(pred, truth)
     assert m["dice"] == pytest.approx(0.5)
     assert m["iou"] == pytest.approx(50 / 150)
     assert m["precision"] == pytest.approx(0.5)
@@ -37,7 +37,7 @@ def test_precision_and_recall_are_not_swapped():
     pred[:2] = True  # 20 px, all inside the truth
     truth = np.zeros((10, 10), bool)
     truth[:4] = True  # 40 px
-    m = evaluate.segmentation_metrics(pred, truth)
+    m = metrics.segmentation_metrics(pred, truth)
     assert m["precision"] == pytest.approx(1.0)
     assert m["recall"] == pytest.approx(0.5)
 
@@ -49,15 +49,15 @@ def test_hd95_of_bands_offset_by_k_is_k(k):
     pred, truth = np.zeros((60, 40), bool), np.zeros((60, 40), bool)
     pred[10:30] = True
     truth[10:30 + k] = True
-    assert evaluate.hd95(pred, truth) == pytest.approx(k)
-    assert evaluate.hd95(truth, pred) == pytest.approx(k)
-    assert evaluate.segmentation_metrics(pred, truth)["hd95"] == pytest.approx(k)
+    assert metrics.hd95(pred, truth) == pytest.approx(k)
+    assert metrics.hd95(truth, pred) == pytest.approx(k)
+    assert metrics.segmentation_metrics(pred, truth)["hd95"] == pytest.approx(k)
 
 
 def test_hd95_of_concentric_discs_is_the_radius_difference():
     yy, xx = np.mgrid[:101, :101]
     r = np.hypot(yy - 50, xx - 50)
-    assert evaluate.hd95(r < 20, r < 25) == pytest.approx(5, abs=1)
+    assert metrics.hd95(r < 20, r < 25) == pytest.approx(5, abs=1)
 
 
 def test_hd95_ignores_a_stray_pixel_unlike_the_maximum():
@@ -65,18 +65,18 @@ def test_hd95_ignores_a_stray_pixel_unlike_the_maximum():
     truth[10:50, 10:50] = True
     pred = truth.copy()
     pred[75, 75] = True  # one boundary pixel ~36 px away among ~300 at distance 0
-    assert evaluate.hd95(pred, truth) == 0
+    assert metrics.hd95(pred, truth) == 0
 
 
 def test_identical_masks_are_perfect():
     pred, _ = squares()
-    m = evaluate.segmentation_metrics(pred, pred)
+    m = metrics.segmentation_metrics(pred, pred)
     assert (m["dice"], m["iou"], m["precision"], m["recall"], m["pixel_accuracy"], m["hd95"]) == (1, 1, 1, 1, 1, 0)
 
 
 def test_both_empty_counts_as_right():
     empty = np.zeros((8, 8), bool)
-    m = evaluate.segmentation_metrics(empty, empty)
+    m = metrics.segmentation_metrics(empty, empty)
     assert m == {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0, "pixel_accuracy": 1.0, "hd95": 0.0}
 
 
@@ -84,7 +84,7 @@ def test_both_empty_counts_as_right():
 def test_one_empty_scores_zero_and_nan_distance(missing):
     full, empty = squares()[0], np.zeros((20, 20), bool)
     pred, truth = (empty, full) if missing == "pred" else (full, empty)
-    m = evaluate.segmentation_metrics(pred, truth)
+    m = metrics.segmentation_metrics(pred, truth)
     assert m["dice"] == m["iou"] == m["precision"] == m["recall"] == 0
     assert math.isnan(m["hd95"])
     assert m["pixel_accuracy"] == pytest.approx(1 - 100 / 400)
@@ -92,12 +92,12 @@ def test_one_empty_scores_zero_and_nan_distance(missing):
 
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same resolution"):
-        evaluate.segmentation_metrics(np.zeros((4, 4), bool), np.zeros((4, 5), bool))
+        metrics.segmentation_metrics(np.zeros((4, 4), bool), np.zeros((4, 5), bool))
 
 
 def test_tissue_targets_union_cytoplasm_and_nucleus():
     labels = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
-    masks = evaluate.target_masks(labels, "tissue")
+    masks = classes.target_masks(labels, "tissue")
     assert list(masks) == ["cell", "nucleus", "cytoplasm"]
     np.testing.assert_array_equal(masks["cell"], [[0, 1, 1], [1, 1, 0]])
     np.testing.assert_array_equal(masks["nucleus"], [[0, 0, 1], [1, 0, 0]])
@@ -105,15 +105,15 @@ def test_tissue_targets_union_cytoplasm_and_nucleus():
 
 
 def test_binary_prediction_and_truth_map_to_cell_only():
-    np.testing.assert_array_equal(evaluate.target_masks(np.array([[0, 1]]), "binary")["cell"], [[False, True]])
-    truth = evaluate.truth_masks(np.array([[0, 1, 2]], np.uint8), "binary")
+    np.testing.assert_array_equal(classes.target_masks(np.array([[0, 1]]), "binary")["cell"], [[False, True]])
+    truth = classes.truth_masks(np.array([[0, 1, 2]], np.uint8), "binary")
     assert list(truth) == ["cell"]
     np.testing.assert_array_equal(truth["cell"], [[False, True, True]])
 
 
 def test_unknown_task_is_rejected():
     with pytest.raises(ValueError, match="unknown task"):
-        evaluate.target_masks(np.zeros((2, 2)), "nuclei")
+        classes.target_masks(np.zeros((2, 2)), "nuclei")
 
 
 # --------------------------------------------------------------------------- per image
@@ -136,8 +136,8 @@ def test_evaluate_labels_long_format(written_samples):
     samples, _, class_map = written_samples
     shrunk = class_map.copy()
     shrunk[class_map == 1] = 0  # the prediction misses the whole cytoplasm
-    table = evaluate.evaluate_labels([class_map, shrunk], samples, "tissue")
-    assert list(table.columns) == list(evaluate.PER_IMAGE_COLUMNS)
+    table = scoring.evaluate_labels([class_map, shrunk], samples, "tissue")
+    assert list(table.columns) == list(scoring.PER_IMAGE_COLUMNS)
     assert len(table) == 2 * 3
     by = table.set_index(["sample_id", "target"])
     assert by.loc[("d1_001", "cell"), "dice"] == 1.0
@@ -150,9 +150,9 @@ def test_evaluate_labels_long_format(written_samples):
 def test_evaluate_labels_refuses_model_size_predictions(written_samples):
     samples, _, class_map = written_samples
     with pytest.raises(ValueError, match="native resolution"):
-        evaluate.evaluate_labels([class_map[:96, :96]] * 2, samples, "tissue")
+        scoring.evaluate_labels([class_map[:96, :96]] * 2, samples, "tissue")
     with pytest.raises(ValueError, match="1 predictions for 2 samples"):
-        evaluate.evaluate_labels([class_map], samples, "tissue")
+        scoring.evaluate_labels([class_map], samples, "tissue")
 
 
 def test_evaluate_images_drives_segment_many(written_samples):
@@ -197,7 +197,7 @@ def per_image():
 
 
 def test_summarize_means_stds_and_counts(per_image):
-    summary = evaluate.summarize(per_image).set_index(["dataset", "target"])
+    summary = scoring.summarize(per_image).set_index(["dataset", "target"])
     assert set(summary.index) == {(d, t) for d in ("d1", "d2", "all") for t in ("cell", "nucleus")}
     assert summary.loc[("d1", "cell"), "dice_mean"] == pytest.approx(0.9)
     assert summary.loc[("d1", "cell"), "dice_std"] == pytest.approx(np.std([0.8, 1.0], ddof=1))
@@ -212,15 +212,15 @@ def test_summarize_means_stds_and_counts(per_image):
 
 
 def test_headline_metrics_is_nested_json(per_image):
-    summary = evaluate.summarize(per_image)
+    summary = scoring.summarize(per_image)
     summary.loc[(summary["dataset"] == "d2") & (summary["target"] == "nucleus"), "hd95_mean"] = np.nan
-    headline = evaluate.headline_metrics(summary, "holdout test split")
+    headline = scoring.headline_metrics(summary, "holdout test split")
     assert headline["protocol"] == "holdout test split"
     assert headline["d1"]["cell"]["dice"] == pytest.approx(0.9)
     assert headline["all"]["nucleus"]["n_images"] == 3
     assert headline["d2"]["nucleus"]["hd95"] is None
     assert headline["d1"]["cell"]["hd95_nan"] == 1
-    assert set(headline["d1"]["cell"]) == set(evaluate.METRICS) | {"n_images", "hd95_nan"}
+    assert set(headline["d1"]["cell"]) == set(scoring.METRICS) | {"n_images", "hd95_nan"}
     json.dumps(headline, allow_nan=False)
 
 
@@ -228,7 +228,8 @@ def test_quality_targets_gap_sign():
     summary = pd.DataFrame(
         {"dataset": ["d1", "d1", "d2"], "target": ["cell", "nucleus", "cell"], "dice_mean": [0.99, 0.95, 0.98]}
     )
-    table = evaluate.quality_targets_table(summary).set_index(["dataset", "target"])
+    targets = {"d1": {"cell": 0.985, "nucleus": 0.97}, "d2": {"cell": 0.98, "nucleus": 0.982}}
+    table = report.quality_targets_table(summary, targets).set_index(["dataset", "target"])
     assert table.loc[("d1", "cell"), "gap"] == pytest.approx(0.005)
     assert table.loc[("d1", "cell"), "met"]
     assert table.loc[("d1", "nucleus"), "gap"] == pytest.approx(-0.02)
@@ -238,18 +239,18 @@ def test_quality_targets_gap_sign():
 
 
 def test_published_figures_are_marked_quoted():
-    assert set(evaluate.PUBLISHED["value"]) == {0.9635, 0.9809, 0.98}
-    assert evaluate.PUBLISHED["protocol"].str.startswith("quoted").all()
+    assert set(report.PUBLISHED["value"]) == {0.9635, 0.9809, 0.98}
+    assert report.PUBLISHED["protocol"].str.startswith("quoted").all()
 
 
 def test_comparison_table_labels_training_and_test_data(per_image):
-    summary = evaluate.summarize(per_image)
-    only_d2 = evaluate.summarize(per_image[per_image["dataset"] == 2])
+    summary = scoring.summarize(per_image)
+    only_d2 = scoring.summarize(per_image[per_image["dataset"] == 2])
     configs = {
         "main": SimpleNamespace(task="tissue", datasets=(1, 2), test_datasets=(1, 2)),
         "d1_to_d2": SimpleNamespace(task="tissue", datasets=(1,), test_datasets=(2,)),
     }
-    table = evaluate.comparison_table({"baseline": summary, "main": summary, "d1_to_d2": only_d2}, configs)
+    table = report.comparison_table({"baseline": summary, "main": summary, "d1_to_d2": only_d2}, configs)
     cross = table[table["trained_on"] != table["tested_on"]]
     assert set(cross["model"]) == {"d1_to_d2"}
     assert set(cross["dataset"]) == {"d2"}  # its 'all' row repeats d2 and is dropped
@@ -273,14 +274,14 @@ class ColourModel:
 
 
 def test_compare_inference_options_matches_segmenter(written_samples):
-    from wbcseg.predict import Segmenter
+    from wbcseg.segmenter import Segmenter
 
     samples, _, _ = written_samples
     card = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus"], "input_size": 96}
     table = evaluate.compare_inference_options(ColourModel(), card, samples)
     assert len(table) == 4 * 3  # options x (d1, d2, all)
     for option in evaluate.DEFAULT_OPTIONS:
-        direct = evaluate.summarize(evaluate.evaluate_images(Segmenter(ColourModel(), card, **option), samples))
+        direct = scoring.summarize(evaluate.evaluate_images(Segmenter(ColourModel(), card, **option), samples))
         got = table[(table["tta"] == option["tta"]) & (table["postprocess"] == option["postprocess"])]
         got = got.set_index("dataset")["cell"]
         want = direct[direct["target"] == "cell"].set_index("dataset")["dice_mean"]
@@ -309,7 +310,7 @@ def test_crossval_summary_spreads_fold_means():
             rows.append({"sample_id": f"d1_{fold}{i}", "dataset": 1, "cell_type": 1, "target": "cell", "dice": dice,
                          "iou": dice, "precision": 1.0, "recall": dice, "pixel_accuracy": 0.9, "hd95": 1.0,
                          "height": 10, "width": 10, "fold": fold})
-    summary = evaluate.crossval_summary(pd.DataFrame(rows)).set_index(["dataset", "target"])
+    summary = crossval.crossval_summary(pd.DataFrame(rows)).set_index(["dataset", "target"])
     d1 = summary.loc[("d1", "cell")]
     assert d1["dice_mean_over_folds"] == pytest.approx(0.75)  # mean of the fold means 0.85 and 0.65
     assert d1["dice_std_over_folds"] == pytest.approx(np.std([0.85, 0.65], ddof=1))
@@ -318,11 +319,22 @@ def test_crossval_summary_spreads_fold_means():
 
 
 def test_comparison_metrics_is_compact_per_dataset(per_image):
-    summary = evaluate.summarize(per_image)
-    out = evaluate.comparison_metrics({"main": summary, "other": summary[summary["dataset"] == "d1"]}, "held-out")
+    summary = scoring.summarize(per_image)
+    out = report.comparison_metrics({"main": summary, "other": summary[summary["dataset"] == "d1"]}, "held-out")
     assert out["protocol"] == "held-out"
     assert set(out["main"]) == {"d1", "d2"}  # no pooled 'all' row
     cell = out["main"]["d1"]["cell"]
     assert set(cell) == {"dice", "iou", "hd95"}
     assert (cell["dice"], cell["hd95"]) == (pytest.approx(0.9), pytest.approx(2.0))
     assert set(out["other"]) == {"d1"}
+
+
+def test_results_table_has_a_row_per_model_and_test_dataset(per_image):
+    summary = scoring.summarize(per_image)
+    configs = {"main": SimpleNamespace(task="tissue", datasets=(1, 2), test_datasets=(1, 2))}
+    table = report.results_table(report.comparison_table({"main": summary}, configs))
+    targets = [t for t in ("cell", "nucleus", "cytoplasm") if t in set(per_image["target"])]
+    assert list(table.columns) == ["model", "trained_on", "tested_on", *targets, "images"]
+    assert list(zip(table["model"], table["tested_on"])) == [("main", "d1"), ("main", "d2")]
+    row = summary.set_index(["dataset", "target"]).loc[("d1", "cell")]
+    assert table.loc[0, "cell"] == f"{row.dice_mean:.3f} ± {row.dice_std:.3f}"

@@ -27,7 +27,7 @@ def _broken(params, dotted, value):
 @pytest.mark.parametrize(
     "dotted, value, message",
     [
-        ("model.backbone", "inceptionv9", "model.backbone: unknown backbone 'inceptionv9'"),
+        ("model.backbone", "inceptionv9", "model.backbone: must be one of resnet18, .*, got 'inceptionv9'"),
         ("model.input_size", 100, "model.input_size: .*divisible by 32, got 100"),
         ("model.input_size", 64, "model.input_size: .*>= 96"),
         ("model.encoder_weights", "/nowhere/encoder.h5", "model.encoder_weights: weights file /nowhere/encoder.h5 does not exist"),
@@ -36,13 +36,22 @@ def _broken(params, dotted, value):
         ("train.loss", "mse", "train.loss: must be one of"),
         ("train.epochs", 0, "train.epochs: must be a whole number >= 1"),
         ("split.test_fraction", 1.5, "split.test_fraction: must be a fraction"),
-        ("variants.original", {"epoch": 3}, r"variants.original: unknown keys \['epoch'\]"),
+        ("variants.original", {"epoch": 3}, "variants.original.epoch: unknown key; variants.original knows task, datasets"),
         ("variants.original", {"datasets": [1, 1]}, "variants.original.datasets"),
         ("evaluate.tta", "yes", "evaluate.tta: must be true or false"),
         ("evaluate.precision", "half", "evaluate.precision: must be one of auto, float32, bfloat16"),
         ("evaluate.engine", "onnx", "evaluate.engine: must be one of auto, tensorflow, openvino"),
         ("crossval.folds", 1, "crossval.folds: must be 0 .* or a whole number >= 2"),
         ("crossval.variant", "best", "crossval.variant: must name a variant"),
+        ("split.seed", "abc", "split.seed: must be a whole number >= 0, got 'abc'"),
+        ("train.learning_rate", True, "train.learning_rate: must be a positive number, got True"),
+        ("train.epochs", True, "train.epochs: must be a whole number >= 1, got True"),
+        ("split.extra", 1, "split.extra: unknown key; split knows seed, test_fraction, val_fraction"),
+        ("evaluate.overlay", 3, "evaluate.overlay: unknown key"),
+        ("data.source", 5, "data.source: must be a non-empty string, got 5"),
+        ("compare.targets", {"d3": {"cell": 0.9}}, "compare.targets: 'd3' must be a dataset label"),
+        ("compare.targets", {"d1": {"cell": 1.5}}, r"compare.targets: d1.cell: must be a target .* in \(0, 1\], got 1.5"),
+        ("crossval.folds", 1.5, "crossval.folds: must be 0"),
     ],
 )
 def test_bad_param_is_a_clear_error(params, dotted, value, message):
@@ -50,11 +59,23 @@ def test_bad_param_is_a_clear_error(params, dotted, value, message):
         check_params(_broken(params, dotted, value))
 
 
-def test_missing_group_is_named(params):
+def test_missing_or_unknown_group_or_key_is_named(params):
     broken = copy.deepcopy(params)
     del broken["split"]
-    with pytest.raises(ParamsError, match="split.test_fraction: missing"):
+    with pytest.raises(ParamsError, match="split: missing from params.yaml"):
         check_params(broken)
+    del broken["model"]["input_size"]
+    with pytest.raises(ParamsError, match="model.input_size: missing from params.yaml"):
+        check_params({**params, "model": broken["model"]})
+    with pytest.raises(ParamsError, match="trian: unknown parameter group"):
+        check_params({**params, "trian": {}})
+
+
+def test_backbones_are_those_of_segmentation_models():
+    from wbcseg.backend import sm
+    from wbcseg.params import BACKBONES
+
+    assert list(BACKBONES) == list(sm.Backbones.models_names())
 
 
 def test_variant_overrides_train_defaults(params):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ TINY = {
     "evaluate": {"overlays": 2},
     "crossval": {"folds": 2},
 }
-REPORTS = ["01_explore.html", "02_preprocess.html", "main/03_train.html", "main/04_visualize.html", "05_compare.html", "06_crossval.html"]
+REPORTS = ["01_explore.html", "02_preprocess.html", "main/03_train.html", "main/04_evaluate.html", "05_compare.html", "06_crossval.html"]
 
 
 def _run(args, cwd, env, check=True):
@@ -50,12 +51,12 @@ def project(tmp_path_factory, mirror):
     _run([sys.executable, "-m", "dvc", "init", "-q"], root, env)
     _run(git + ["add", "-A"], root, env)
     _run(git + ["commit", "-qm", "tiny project"], root, env)
-    _run([sys.executable, "-m", "dvc", "repro"], root, env)
-    return root, env
+    repro = _run([sys.executable, "-m", "dvc", "repro"], root, env)
+    return root, env, repro.stdout + repro.stderr
 
 
 def test_metrics_are_held_out_dice_per_dataset_and_target(project):
-    root, _ = project
+    root, _, _ = project
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     assert set(metrics) == {"protocol", "classical_baseline", "main", "original", "d1_to_d2", "d2_to_d1"}
     assert metrics["protocol"].startswith("held-out test split")
@@ -74,7 +75,7 @@ def test_metrics_are_held_out_dice_per_dataset_and_target(project):
 
 
 def test_crossval_scores_every_train_and_val_image_once(project):
-    root, _ = project
+    root, _, _ = project
     per_image = pd.read_csv(root / "reports" / "crossval" / "per_image.csv")
     split = pd.read_csv(root / "data" / "processed" / "split.csv")
     cells = per_image[per_image["target"] == "cell"]
@@ -85,7 +86,7 @@ def test_crossval_scores_every_train_and_val_image_once(project):
 
 
 def test_html_reports_have_their_figures(project):
-    root, _ = project
+    root, _, _ = project
     for name in REPORTS:
         html = (root / "reports" / name).read_text()
         assert "data:image/png;base64" in html, f"{name} has no figure"
@@ -95,7 +96,7 @@ def test_html_reports_have_their_figures(project):
 
 
 def test_second_repro_does_nothing_and_status_is_clean(project):
-    root, env = project
+    root, env, _ = project
     again = _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "Running stage" not in again.stdout
     status = _run([sys.executable, "-m", "dvc", "status", "--json"], root, env)
@@ -103,39 +104,69 @@ def test_second_repro_does_nothing_and_status_is_clean(project):
 
 
 def test_markdown_edit_dirties_only_that_stage_onward(project):
-    root, env = project
-    path = root / "notebooks" / "04_visualize.ipynb"
+    root, env, _ = project
+    path = root / "notebooks" / "04_evaluate.ipynb"
     original = path.read_text()
     book = json.loads(original)
     book["cells"][0]["source"] = "".join(book["cells"][0]["source"]) + "\n\nEdited."
     path.write_text(json.dumps(book))
     try:
         status = json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], root, env).stdout)
-        assert set(status) == {f"visualize@{v}" for v in ("main", "original", "d1_to_d2", "d2_to_d1")}
+        assert set(status) == {f"evaluate@{v}" for v in ("main", "original", "d1_to_d2", "d2_to_d1")}
     finally:
         path.write_text(original)
 
 
-def test_bad_param_stops_the_pipeline_with_a_clear_error(project):
-    root, env = project
+def test_progress_is_shown_without_start_up_noise(project):
+    _, _, output = project
+    assert re.search(r"03_train@main: main: epoch 1/1: loss [0-9.]+, validation Dice [0-9.]+ \(best", output)
+    for noise in ("cuInit", "Kernel is running over TCP", "oneDNN custom operations", "Segmentation Models: using"):
+        assert noise not in output
+
+
+@pytest.mark.parametrize(
+    "command, edit, message",
+    [
+        (["dvc", "repro", "preprocess"], ("input_size: 96", "input_size: 100"), "model.input_size"),
+        (["dvc", "repro"], ("epochs: 1", "epochs: 0"), "train.epochs: must be a whole number >= 1, got 0"),
+    ],
+)
+def test_a_bad_param_stops_the_pipeline_before_any_output_is_deleted(project, command, edit, message):
+    root, env, _ = project
     params_path = root / "params.yaml"
     original = params_path.read_text()
-    params_path.write_text(original.replace("input_size: 96", "input_size: 100"))
+    outputs = [root / "models" / "main" / "model.keras", root / "models" / "main" / "model_card.json", root / "dvclive" / "main",
+               root / "data" / "processed" / "train.npz", root / "reports" / "main" / "03_train.html"]
+    params_path.write_text(original.replace(*edit))
     try:
-        result = _run([sys.executable, "-m", "dvc", "repro", "preprocess"], root, env, check=False)
+        result = _run([sys.executable, "-m", *command], root, env, check=False)
         assert result.returncode != 0
-        assert "model.input_size" in result.stdout + result.stderr
+        assert message in result.stdout + result.stderr
+        assert all(path.exists() for path in outputs)
     finally:
         params_path.write_text(original)
+
+
+def test_a_bad_mirror_keeps_the_dataset(project, tmp_path):
+    root, env, _ = project
+    shutil.copytree(root / "data" / "raw", tmp_path / "mirror")
+    victim = next((tmp_path / "mirror" / "Dataset 1").glob("*.bmp"))
+    victim.write_bytes(victim.read_bytes()[:-1] + b"x")
+    before = sorted(p.relative_to(root) for p in (root / "data" / "raw").rglob("*"))
+    result = _run([sys.executable, "-m", "dvc", "repro", "-f", "fetch"], root, {**env, "WBC_DATA_SOURCE": str(tmp_path / "mirror")}, check=False)
+    assert result.returncode != 0
+    assert f"checksum mismatch: {victim}" in result.stdout + result.stderr
+    assert sorted(p.relative_to(root) for p in (root / "data" / "raw").rglob("*")) == before
+    assert _run([sys.executable, "-m", "dvc", "status", "fetch", "--json"], root, env).stdout.strip() in ("{}", "")
 
 
 def test_predict_gives_the_masks_that_the_evaluation_scored(project, tmp_path):
     from PIL import Image
 
     from wbcseg.data import read_mask
-    from wbcseg.evaluate import segmentation_metrics
+    from wbcseg.metrics import segmentation_metrics
 
-    root, env = project
+    root, env, _ = project
     per_image = pd.read_csv(root / "reports" / "main" / "per_image.csv")
     scored = per_image[(per_image["target"] == "cell") & (per_image["dataset"] == 1)].head(2)
     images = [root / "data" / "raw" / "Dataset 1" / f"{sid.split('_')[1]}.bmp" for sid in scored["sample_id"]]

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wbcseg.notebooks import PER_VARIANT, stage_paths
+from wbcseg.paths import stage_paths
+from wbcseg.runner import PER_VARIANT
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

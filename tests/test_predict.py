@@ -1,8 +1,7 @@
-"""`wbcseg predict` and the Segmenter API.
+"""`wbcseg predict`: the command, end to end.
 
 The CLI runs use the untrained 96-px fixture models: their masks are garbage but deterministic,
-which is all that plumbing needs. Exact checks (TTA, batching) use a stand-in model that maps
-each pixel's colour to probabilities.
+which is all that plumbing needs; the interrupted and killed runs use a stand-in model.
 """
 
 from __future__ import annotations
@@ -11,39 +10,29 @@ import contextlib
 import csv
 import io
 import json
-import os
 import re
+import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 from PIL import Image
 
-from wbcseg import cli, predict
+from wbcseg import cli
+from wbcseg.batch import predict_files
+from wbcseg.card import CARD_FILE, MODEL_FILE, TEST_METRICS_FILE
 from wbcseg.data import read_mask
-from wbcseg.model import CARD_FILE, MODEL_FILE, native_bfloat16, read_card
-from wbcseg.predict import (
-    OVERLAY_ALPHA,
-    OVERLAY_COLOURS,
-    MeasurementsTable,
-    Segmenter,
-    SegmentResult,
-    card_inference_options,
-    find_images,
-    mask_to_png_values,
-    measure,
-    measurement_columns,
-    output_names,
-    overlay,
-    predict_files,
-    read_input_image,
-    write_png,
-)
+from wbcseg.files import LOCK_FILE, OutputFolder
+from wbcseg.measure import measurement_columns
+from wbcseg.segmenter import DEFAULT_BATCH_SIZE, Segmenter
+
+from stand_ins import ColourModel
 
 RNG = np.random.default_rng(0)
+TISSUE_CARD = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus"], "input_size": 32}
 
 
 def rgb(h, w):
@@ -66,270 +55,37 @@ def our_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("wbcseg predict") and not HEADER.match(line)]
 
 
-def files_under(root: Path) -> list[Path]:
-    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
-
-
-def model_variant(tmp_path: Path, model_dir: Path, **card_changes) -> Path:
-    """A model directory sharing `model_dir`'s weights (symlinked) with a changed card."""
+def model_variant(tmp_path: Path, model_dir: Path, inference: dict | None = None, **card_changes) -> Path:
+    """A model directory sharing `model_dir`'s weights (symlinked) with a changed card, and test
+    metrics that record the inference options `inference`."""
     variant = tmp_path / "model_variant"
     variant.mkdir()
     (variant / MODEL_FILE).symlink_to(Path(model_dir) / MODEL_FILE)
     card = json.loads((Path(model_dir) / CARD_FILE).read_text())
     (variant / CARD_FILE).write_text(json.dumps({**card, **card_changes}))
+    if inference is not None:
+        (variant / TEST_METRICS_FILE).write_text(json.dumps({"d1": {}, "inference": inference}))
     return variant
 
 
-# --------------------------------------------------------------------------- label maps and measurements
+def files_under(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.name != LOCK_FILE)
 
 
-def test_mask_to_png_values():
-    labels = np.array([[0, 1, 2]], np.uint8)
-    np.testing.assert_array_equal(mask_to_png_values(labels, "tissue"), [[0, 128, 255]])
-    np.testing.assert_array_equal(mask_to_png_values(labels[:, :2], "binary"), [[0, 255]])
-    assert mask_to_png_values(labels, "tissue").dtype == np.uint8
+def rows_of(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
-def hand_made_labels() -> np.ndarray:
-    """20x30: cytoplasm rows 2-9 x cols 4-13 with a 3x4 nucleus inside, and a 2x2 stray blob."""
-    labels = np.zeros((20, 30), np.uint8)
-    labels[2:10, 4:14] = 1
-    labels[4:7, 6:10] = 2
-    labels[15:17, 25:27] = 1
-    return labels
+def write_images(folder: Path, n: int, side: int = 30) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:02d}.png" for i in range(n)]
+    for path in paths:
+        Image.fromarray(rgb(side, side)).save(path)
+    return paths
 
 
-def test_measure_on_a_hand_made_label_map():
-    labels = hand_made_labels()
-    probabilities = np.eye(3, dtype=np.float32)[labels] * 0.8 + 0.2 / 3
-    m = measure(labels, probabilities, "tissue", pixel_size=0.5)
-    assert list(m) == measurement_columns(0.5)
-    assert (m["wbc_area_px"], m["nucleus_area_px"], m["cytoplasm_area_px"]) == (84, 12, 72)
-    assert (m["wbc_area_um2"], m["nucleus_area_um2"], m["cytoplasm_area_um2"]) == (21.0, 3.0, 18.0)
-    assert m["nc_ratio"] == pytest.approx(12 / 72)
-    rows, cols = np.nonzero(labels)
-    assert (m["centroid_x"], m["centroid_y"]) == pytest.approx((cols.mean(), rows.mean()))
-    assert (m["bbox_x"], m["bbox_y"], m["bbox_width"], m["bbox_height"]) == (4, 2, 23, 15)
-    assert m["n_components"] == 2
-    assert m["mean_confidence"] == pytest.approx(0.8 + 0.2 / 3)
-
-
-def test_measure_binary_and_empty():
-    labels = (hand_made_labels() > 0).astype(np.uint8)
-    m = measure(labels, np.eye(2, dtype=np.float32)[labels], "binary")
-    assert "wbc_area_um2" not in m
-    assert m["wbc_area_px"] == 84 and m["nucleus_area_px"] is None and m["nc_ratio"] is None
-    empty = measure(np.zeros((5, 5), np.uint8), np.full((5, 5, 3), 1 / 3, np.float32), "tissue")
-    assert empty["wbc_area_px"] == 0 and empty["n_components"] == 0
-    assert empty["centroid_x"] is None and empty["bbox_width"] is None and empty["nc_ratio"] is None
-
-
-# --------------------------------------------------------------------------- files and names
-
-
-def test_output_names_never_collide(tmp_path):
-    files = [tmp_path / "a" / "x.bmp", tmp_path / "b" / "x.bmp", tmp_path / "a" / "x.png", tmp_path / "a" / "y.tif"]
-    assert output_names(files) == [Path("a/x.bmp"), Path("b/x"), Path("a/x.png"), Path("a/y")]
-
-
-def test_find_images_recurses_and_skips_the_output_folder(tmp_path):
-    (tmp_path / "in" / "sub" / "deeper").mkdir(parents=True)
-    (tmp_path / "in" / "out").mkdir()
-    for rel in ("in/a.PNG", "in/sub/b.jpeg", "in/sub/deeper/c.tiff", "in/out/old.png", "in/notes.txt"):
-        (tmp_path / rel).write_bytes(b"x")
-    files, missing = find_images([tmp_path / "in", tmp_path / "in" / "a.PNG", tmp_path / "nope"], exclude=tmp_path / "in" / "out")
-    assert [f.relative_to(tmp_path).as_posix() for f in files] == ["in/a.PNG", "in/sub/b.jpeg", "in/sub/deeper/c.tiff"]
-    assert missing == [tmp_path / "nope"]
-
-
-def test_read_input_image_converts_every_kind(tmp_path):
-    image = rgb(10, 12)
-    Image.fromarray(np.dstack([image, np.full((10, 12), 7, np.uint8)])).save(tmp_path / "rgba.png")
-    np.testing.assert_array_equal(read_input_image(tmp_path / "rgba.png"), image)
-    Image.fromarray(image[..., 0]).save(tmp_path / "grey.bmp")
-    np.testing.assert_array_equal(read_input_image(tmp_path / "grey.bmp"), np.repeat(image[..., :1], 3, -1))
-    Image.fromarray((image[..., 0].astype(np.uint16) * 257)).save(tmp_path / "grey16.png")
-    np.testing.assert_array_equal(read_input_image(tmp_path / "grey16.png")[..., 0], image[..., 0])
-    # PIL cannot decode a float RGB TIFF: tifffile reads it, scaled by its range.
-    tifffile.imwrite(tmp_path / "float.tif", np.linspace(0, 1, 10 * 12 * 3, dtype=np.float32).reshape(10, 12, 3), photometric="rgb")
-    out = read_input_image(tmp_path / "float.tif")
-    assert out.shape == (10, 12, 3) and out.dtype == np.uint8 and (out.min(), out.max()) == (0, 255)
-
-
-# --------------------------------------------------------------------------- the Segmenter API
-
-
-class ColourModel:
-    """Stands in for a Keras model: each pixel's probabilities depend on its colour alone, so
-    flipping the input flips the output exactly."""
-
-    def __init__(self, channels: int):
-        self.channels = channels
-
-    def predict_on_batch(self, x):
-        red, green = x[..., :1] / 255.0, x[..., 1:2] / 255.0
-        if self.channels == 1:
-            return red
-        return np.concatenate([1 - red, red * (1 - green), red * green], axis=-1)
-
-
-def colour_segmenter(task: str, **options) -> Segmenter:
-    classes = ["background", "cell"] if task == "binary" else ["background", "cytoplasm", "nucleus"]
-    card = {"task": task, "classes": classes, "input_size": 32}
-    return Segmenter(ColourModel(1 if task == "binary" else 3), card, **options)
-
-
-def test_segment_gives_native_resolution_labels_and_probabilities():
-    result = colour_segmenter("tissue").segment(rgb(45, 70))
-    assert isinstance(result, SegmentResult)
-    assert result.labels.shape == (45, 70) and result.labels.dtype == np.uint8
-    assert result.probabilities.shape == (45, 70, 3) and result.probabilities.dtype == np.float32
-    np.testing.assert_allclose(result.probabilities.sum(-1), 1, atol=1e-5)
-    np.testing.assert_array_equal(result.labels, result.probabilities.argmax(-1))
-    assert result.measurements["wbc_area_px"] == int((result.labels > 0).sum())
-
-
-def test_binary_probabilities_have_two_channels():
-    result = colour_segmenter("binary").segment(rgb(40, 40))
-    assert result.probabilities.shape == (40, 40, 2)
-    assert set(np.unique(result.labels)) <= {0, 1}
-
-
-def test_tta_undoes_its_flips():
-    images = [rgb(50, 64), rgb(64, 50)]
-    plain = list(colour_segmenter("tissue").segment_many(images))
-    tta = list(colour_segmenter("tissue", tta=True).segment_many(images))
-    for a, b in zip(plain, tta):
-        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
-
-
-def test_segment_many_batches_like_segment():
-    segmenter = colour_segmenter("tissue", postprocess=True, pixel_size=0.25)
-    images = [rgb(30 + i, 40) for i in range(5)]
-    batched = list(segmenter.segment_many(iter(images), batch_size=2))
-    assert len(batched) == 5
-    for image, result in zip(images, batched):
-        single = segmenter.segment(image)
-        np.testing.assert_array_equal(single.labels, result.labels)
-        assert single.measurements == result.measurements
-        assert result.measurements["n_components"] <= 1
-        assert result.measurements["wbc_area_um2"] == result.measurements["wbc_area_px"] * 0.0625
-
-
-def test_segment_rejects_non_rgb_arrays():
-    with pytest.raises(ValueError, match="RGB uint8"):
-        colour_segmenter("tissue").segment(np.zeros((10, 10), np.uint8))
-
-
-def test_real_model_round_trip_and_tta(tissue_model_dir, cell_image):
-    segmenter = Segmenter.load(tissue_model_dir, tta=True)
-    assert segmenter.card == read_card(tissue_model_dir)
-    assert (segmenter.task, segmenter.input_size, segmenter.classes) == ("tissue", 96, ("background", "cytoplasm", "nucleus"))
-    image = cell_image[0]
-    first, again = segmenter.segment(image), next(segmenter.segment_many([image, image[::-1]], batch_size=2))
-    assert first.probabilities.shape == (120, 120, 3)
-    np.testing.assert_allclose(first.probabilities.sum(-1), 1, atol=1e-4)
-    np.testing.assert_allclose(first.probabilities, again.probabilities, atol=1e-4)
-    same_model = Segmenter(segmenter.model, segmenter.card, tta=True)
-    np.testing.assert_allclose(same_model.segment(image).probabilities, first.probabilities, atol=1e-5)
-
-
-def test_card_inference_options():
-    assert card_inference_options({}) == {"tta": False, "postprocess": False, "precision": "float32", "engine": "tensorflow"}
-    recorded = {"inference": {"postprocess": True, "precision": "bfloat16", "engine": "openvino"}}
-    assert card_inference_options(recorded) == {"tta": False, "postprocess": True, "precision": "bfloat16", "engine": "openvino"}
-
-
-@pytest.mark.skipif(not native_bfloat16(), reason="this CPU has no native bfloat16")
-def test_bfloat16_segmenter_agrees_with_float32(tissue_model_dir, cell_image):
-    image = cell_image[0]
-    exact = Segmenter.load(tissue_model_dir).segment(image)
-    fast = Segmenter.load(tissue_model_dir, precision="bfloat16")
-    assert fast.precision == "bfloat16"
-    mixed = fast.segment(image)
-    change = np.abs(mixed.probabilities - exact.probabilities).max()
-    assert 0 < change < 0.05
-    # This barely trained model has many near ties; the label may change only where float32's
-    # two best classes are closer than bfloat16 moved the probabilities.
-    top2 = np.sort(exact.probabilities, axis=-1)[..., -2:]
-    decided = top2[..., 1] - top2[..., 0] > 2 * change
-    assert decided.mean() > 0.5
-    np.testing.assert_array_equal(mixed.labels[decided], exact.labels[decided])
-
-
-def test_predict_falls_back_to_float32_where_bfloat16_is_not_native(monkeypatch, capsys):
-    from wbcseg import model
-
-    assert predict._precision("bfloat16", "float32") == "bfloat16"  # asked for: used as asked
-    monkeypatch.setattr(model, "native_bfloat16", lambda: True)
-    assert predict._precision(None, "bfloat16") == "bfloat16"
-    monkeypatch.setattr(model, "native_bfloat16", lambda: False)
-    assert predict._precision(None, "bfloat16") == "float32"
-    assert "does not run natively; using float32" in capsys.readouterr().err
-    assert predict._precision(None, "float32") == "float32"
-
-
-def test_predict_leaves_openvino_for_tensorflow_where_a_gpu_is_seen(monkeypatch, capsys):
-    from wbcseg import engine
-
-    assert predict._engine("openvino", "tensorflow") == "openvino"  # asked for: used as asked
-    monkeypatch.setattr(engine, "resolve_engine", lambda name: "openvino")  # no GPU
-    assert predict._engine(None, "openvino") == "openvino"
-    monkeypatch.setattr(engine, "resolve_engine", lambda name: "tensorflow")  # a GPU
-    assert predict._engine(None, "openvino") == "tensorflow"
-    assert "this machine has a GPU; using TensorFlow" in capsys.readouterr().err
-    assert predict._engine(None, "tensorflow") == "tensorflow"
-
-
-def test_importing_predict_does_not_import_tensorflow():
-    code = "import sys, wbcseg.cli; wbcseg.cli.build_parser(); print('tensorflow' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
-
-
-# --------------------------------------------------------------------------- atomic outputs
-
-
-def test_overlay_tints_and_outlines_the_cell_only():
-    image = np.full((9, 9, 3), 200, np.uint8)
-    labels = np.zeros((9, 9), np.uint8)
-    labels[1:8, 1:8] = 1
-    labels[4, 4] = 2
-    out = overlay(image, labels, "tissue")
-    colours = np.asarray(OVERLAY_COLOURS["tissue"])
-    assert (out[labels == 0] == 200).all()
-    np.testing.assert_array_equal(out[1, 1], colours[1])  # cytoplasm outline
-    np.testing.assert_array_equal(out[4, 4], colours[2])  # the nucleus is all outline
-    np.testing.assert_array_equal(out[2, 2], np.floor(200 * (1 - OVERLAY_ALPHA) + colours[1] * OVERLAY_ALPHA + 0.5))
-
-
-def test_write_png_round_trips_grey_and_rgb(tmp_path):
-    rng = np.random.default_rng(0)
-    for name, array in (("grey", rng.integers(0, 256, (7, 5), dtype=np.uint8)), ("rgb", rng.integers(0, 256, (7, 5, 3), dtype=np.uint8))):
-        write_png(array, tmp_path / f"{name}.png")
-        with Image.open(tmp_path / f"{name}.png") as back:
-            assert back.mode == ("L" if array.ndim == 2 else "RGB")
-            np.testing.assert_array_equal(np.asarray(back), array)
-
-
-def test_write_png_leaves_nothing_when_it_fails(tmp_path, monkeypatch):
-    write_png(np.zeros((4, 4), np.uint8), tmp_path / "ok.png")
-
-    def disk_full(*args):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "replace", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        write_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "bad.png")
-    assert files_under(tmp_path) == [Path("ok.png")]
-
-
-def test_measurements_table_keeps_whole_rows_after_an_error(tmp_path):
-    with pytest.raises(RuntimeError):
-        with MeasurementsTable(tmp_path / "m.csv", ["a", "b"]) as table:
-            table.write({"a": 1, "b": 0.123456789})
-            raise RuntimeError("crash")
-    assert (tmp_path / "m.csv").read_text().splitlines() == ["a,b", "1,0.1235"]
-    assert files_under(tmp_path) == [Path("m.csv")]
+# --------------------------------------------------------------------------- interrupted, killed, repeated and concurrent runs
 
 
 class InterruptedModel(ColourModel):
@@ -360,8 +116,109 @@ def test_an_interrupted_run_leaves_complete_outputs_only(tmp_path):
         assert [row["mask"] for row in csv.DictReader(fh)] == ["masks/0.png", "masks/1.png"]
 
 
-# --------------------------------------------------------------------------- the command: a tissue run
+def test_ctrl_c_ends_in_a_summary_not_a_traceback(tmp_path, tissue_model_dir, monkeypatch):
+    write_images(tmp_path / "in", 3)
 
+    def interrupted(*args, counts, **kwargs):
+        counts.ok = 1
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("wbcseg.batch.predict_files", interrupted)
+    code, stdout, stderr = run_cli(["predict", str(tmp_path / "in"), "--model", str(tissue_model_dir), "--out", str(tmp_path / "out")])
+    assert code == 130
+    assert "interrupted: 1 ok, 0 failed, 2 not done" in stdout and "Traceback" not in stderr
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    sys.path.insert(0, sys.argv[3])
+    from stand_ins import ColourModel
+    from wbcseg.batch import predict_files
+    from wbcseg.segmenter import Segmenter
+
+    class Killed(ColourModel):
+        calls = 0
+        def predict_on_batch(self, x):
+            self.calls += 1
+            if self.calls == 3:
+                time.sleep(1)  # the writer threads finish the first two batches
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().predict_on_batch(x)
+
+    card = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus"], "input_size": 32}
+    files = sorted(os.path.join(sys.argv[1], name) for name in os.listdir(sys.argv[1]))
+    predict_files(Segmenter(Killed(3), card), files, sys.argv[2], batch_size=4)
+    """
+)
+
+
+def test_a_hard_kill_loses_no_row_of_a_finished_image_and_the_rerun_recovers_them(tmp_path):
+    write_images(tmp_path / "in", 12)
+    out = tmp_path / "out"
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(tmp_path / "in"), str(out), str(Path(__file__).parent)], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    masks = {f"masks/{p.name}" for p in (out / "masks").iterdir()}
+    assert len(masks) == 8  # two batches were finished before the kill
+    journal = rows_of(out / ".measurements.csv.partial")
+    assert {row["mask"] for row in journal} == masks  # every finished image has its row
+    files = sorted((tmp_path / "in").iterdir())[8:]
+    with OutputFolder(out) as folder:  # the lock died with the killed process
+        predict_files(Segmenter(ColourModel(3), TISSUE_CARD), files, folder, batch_size=4)
+    assert sorted(row["mask"] for row in rows_of(out / "measurements.csv")) == sorted(f"masks/{i:02d}.png" for i in range(12))
+    assert not (out / ".measurements.csv.partial").exists()
+
+
+def test_a_second_run_into_the_same_folder_is_refused_before_the_model_loads(tmp_path, tissue_model_dir, monkeypatch):
+    write_images(tmp_path / "in", 2)
+    monkeypatch.setattr("wbcseg.segmenter.Segmenter.load", lambda *a, **k: pytest.fail("the model was loaded"))
+    with OutputFolder(tmp_path / "out"):
+        code, _, stderr = run_cli(["predict", str(tmp_path / "in"), "--model", str(tissue_model_dir), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert our_lines(stderr) == [f"wbcseg predict: error: {tmp_path / 'out'}: another wbcseg predict is writing there; wait for it to end or use another --out"]
+
+
+def test_a_rerun_keeps_the_rows_of_images_it_does_not_redo(tmp_path, tissue_model_dir):
+    images = write_images(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    assert run_cli(["predict", str(images[0]), str(images[1]), "--model", str(tissue_model_dir), "--out", str(out)])[0] == 0
+    first = {row["mask"]: row for row in rows_of(out / "measurements.csv")}
+    assert run_cli(["predict", str(images[1]), str(images[2]), "--model", str(tissue_model_dir), "--out", str(out)])[0] == 0
+    rows = rows_of(out / "measurements.csv")
+    assert [row["mask"] for row in rows] == ["masks/00.png", "masks/01.png", "masks/02.png"]
+    assert rows[0] == first["masks/00.png"]
+    assert files_under(out) == sorted([Path("measurements.csv")] + [Path(d) / f"0{i}.png" for i in range(3) for d in ("masks", "overlays")])
+
+
+@pytest.mark.parametrize("problem", ["file", "under_a_file"])
+def test_an_unusable_out_is_one_line_before_the_model_loads(tmp_path, tissue_model_dir, monkeypatch, problem):
+    write_images(tmp_path / "in", 1)
+    (tmp_path / "a_file").write_text("x")
+    out = tmp_path / "a_file" if problem == "file" else tmp_path / "a_file" / "out"
+    monkeypatch.setattr("wbcseg.segmenter.Segmenter.load", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, _, stderr = run_cli(["predict", str(tmp_path / "in"), "--model", str(tissue_model_dir), "--out", str(out)])
+    assert code == 2
+    (line,) = our_lines(stderr)
+    assert line.startswith(f"wbcseg predict: error: {out}: ")
+
+
+def test_no_images_or_missing_paths_are_answered_without_loading_tensorflow(tmp_path, tissue_model_dir):
+    (tmp_path / "empty").mkdir()
+    code = (
+        "import sys; from wbcseg.cli import main\n"
+        f"code = main(['predict', {str(tmp_path / 'empty')!r}, {str(tmp_path / 'nope')!r}, '--model', {str(tissue_model_dir)!r}, '--out', {str(tmp_path / 'out')!r}])\n"
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["1", "False"]
+    assert f"{tmp_path / 'nope'}: no such file or folder" in result.stderr and "no images" in result.stderr
+
+
+def test_the_default_batch_size_is_the_segmenters():
+    assert cli.build_parser().parse_args(["predict", "x", "--model", "m", "--out", "o"]).batch_size == DEFAULT_BATCH_SIZE
+
+
+# --------------------------------------------------------------------------- the command: a tissue run
 
 def write_inputs(root: Path) -> tuple[dict[str, tuple], dict[str, str]]:
     """Good images of every kind in nested folders, and bad files, under `root`.
@@ -541,4 +398,26 @@ def test_command_line_entry_point(one_image, tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 2
-    assert our_lines(result.stderr) == [f"wbcseg predict: error: {tmp_path / 'nope'}: model directory not found (train one with `dvc repro`)"]
+    assert our_lines(result.stderr) == [f"wbcseg predict: error: {tmp_path / 'nope'}: model directory not found (train one with `dvc repro`, or `dvc pull` one)"]
+
+
+def test_a_corrupt_test_metrics_file_is_exit_2(one_image, tissue_model_dir, tmp_path):
+    model_dir = model_variant(tmp_path, tissue_model_dir)
+    (model_dir / TEST_METRICS_FILE).write_text('{"d1": {"cell"')
+    code, _, stderr = run_cli(["predict", one_image, "--model", str(model_dir), "--out", str(tmp_path / "out")])
+    assert code == 2
+    (line,) = our_lines(stderr)
+    assert f"{model_dir / TEST_METRICS_FILE}: the test metrics is not valid JSON" in line
+
+
+def test_the_api_and_the_command_give_the_same_mask(tissue_model_dir, cell_image, tmp_path):
+    model_dir = model_variant(tmp_path, tissue_model_dir, inference={"tta": True, "postprocess": True, "precision": "float32", "engine": "tensorflow"})
+    Image.fromarray(cell_image[0]).save(tmp_path / "cell.png")
+    assert run_cli(["predict", str(tmp_path / "cell.png"), "--model", str(model_dir), "--out", str(tmp_path / "out")])[0] == 0
+    from_command = read_mask(tmp_path / "out" / "masks" / "cell.png")
+    segmenter = Segmenter.load(model_dir)
+    assert (segmenter.tta, segmenter.postprocess) == (True, True)  # the card's options, as the command applies them
+    from_api = segmenter.segment(cell_image[0]).labels
+    np.testing.assert_array_equal(from_api, from_command)
+    plain = Segmenter.load(model_dir, tta=False, postprocess=False).segment(cell_image[0]).labels
+    assert not np.array_equal(plain, from_api)  # the options matter, so the comparison above means something

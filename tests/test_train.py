@@ -1,7 +1,6 @@
 import numpy as np
 
-from wbcseg import model as wm
-from wbcseg import train
+from wbcseg import network, train
 from wbcseg.params import RunConfig
 
 
@@ -34,7 +33,7 @@ def test_train_and_save_writes_model_card_and_dvclive(tmp_path, cell_image, monk
     model, history, card = train.train_and_save(_config("tissue"), arrays, arrays, tmp_path / "model", live_dir=tmp_path / "live")
     assert list(history.index) == [1, 2] and {"loss", "val_loss", "dice", "val_dice"} <= set(history)
     assert card["best_epoch"] in (1, 2) and card["n_train"] == 4 and "dice" in card["val_metrics"]
-    reloaded, saved_card = wm.load_model(tmp_path / "model")
+    reloaded, saved_card = network.load_model(tmp_path / "model")
     assert saved_card["train_params"]["epochs"] == 2
     np.testing.assert_allclose(reloaded.predict(arrays["images"][:1], verbose=0), model.predict(arrays["images"][:1], verbose=0), atol=1e-5)
     assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "dice.tsv").is_file()

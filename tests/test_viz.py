@@ -9,6 +9,7 @@ import pytest
 
 from wbcseg import viz
 from wbcseg.data import image_stats, list_samples
+from wbcseg.overlay import overlay
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def test_error_colours_are_distinct():
 
 def test_tissue_overlay_tells_nucleus_from_cytoplasm(cell_image):
     image, labels = cell_image
-    out = viz.tissue_overlay(image, labels)
+    out = overlay(image, labels, "tissue")
     assert out.shape == image.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out[labels == 0], image[labels == 0])
     nucleus, cytoplasm = out[60, 60].astype(int), out[60, 30].astype(int)  # interiors, off the outlines

@@ -1,11 +1,8 @@
 """wbcseg: white blood cell segmentation with an InceptionV3 U-Net (segmentation_models on TensorFlow).
 
-Modules: data (fetch, read), split, preprocess, augment, model, train, evaluate, baseline, viz,
-predict, engine, notebooks, params, cli. Importing `wbcseg` itself loads no TensorFlow.
+The package is a stack of small modules whose imports only point down (docs/architecture.md has
+the ranks, and tests/test_architecture.py enforces them). Importing `wbcseg` loads nothing heavy:
+TensorFlow is imported by `wbcseg.backend`, and only the modules that run a network import that.
 """
 
-__version__ = "0.1.0"
-
-
-class WbcsegError(ValueError):
-    """Bad user input (a dataset file, a parameter, a model directory); the message names it."""
+__version__ = "0.2.0"

@@ -21,8 +21,8 @@ from scipy import ndimage
 from skimage import filters, morphology
 
 from wbcseg.data import read_image
-from wbcseg.evaluate import evaluate_labels
 from wbcseg.postprocess import keep_central_cell
+from wbcseg.scoring import evaluate_labels
 
 CELL_SMOOTHING_SIGMA = 1.5
 CELL_OPENING_RADIUS = 3

@@ -1,24 +1,51 @@
-"""The `wbcseg` command line, thin over the package's modules."""
+"""The `wbcseg` command line, thin over the package's modules.
+
+Exit status: 0 done; 1 some input files failed (`predict`); 2 bad input (a parameter, the dataset,
+a model directory, an output folder), said in one line; 130 interrupted. The heavy modules are
+imported inside the commands, so a bad argument or parameter is answered before TensorFlow loads.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+
+from wbcseg.errors import WbcsegError
+from wbcseg.params import ENGINES, PRECISIONS
+
+CHECKED = "params.yaml and the data source passed `wbcseg check`\n"
 
 
 def _fetch(args) -> int:
-    from wbcseg.data import fetch
+    from wbcseg.data import SOURCE_ENV, fetch, resolve_source
     from wbcseg.params import load_params
 
-    # only data.source matters here; the full check (which loads TensorFlow) is left to the later stages
-    source = args.source or load_params(args.params, check=False).get("data", {}).get("source")
-    path = fetch(args.out, source)
+    configured = None
+    if not (args.source or os.environ.get(SOURCE_ENV)) and Path(args.params).is_file():
+        configured = load_params(args.params)["data"]["source"]
+    path = fetch(args.out, resolve_source(args.source, configured))
     print(f"dataset verified at {path}")
     return 0
 
 
+def _check(args) -> int:
+    from wbcseg.atomic import write_text
+    from wbcseg.data import check_source, resolve_source
+    from wbcseg.params import load_params
+
+    params = load_params(args.params)
+    check_source(resolve_source(None, params["data"]["source"]))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_text(args.out, CHECKED)
+    print(f"{args.params}: every parameter and the data source are usable")
+    return 0
+
+
 def _notebook(args) -> int:
-    from wbcseg.notebooks import run_stage_notebook
+    from wbcseg.runner import run_stage_notebook
 
     for path in run_stage_notebook(args.name, variant=args.variant, params_path=args.params):
         print(f"wrote {path}")
@@ -26,44 +53,122 @@ def _notebook(args) -> int:
 
 
 def _predict(args) -> int:
-    from wbcseg.predict import run
+    from wbcseg.card import read_model_dir
+    from wbcseg.files import IMAGE_SUFFIXES, OutputFolder, find_images
 
-    return run(args)
+    def say(message: str) -> None:
+        print(f"wbcseg predict: {message}", file=sys.stderr)
+
+    read_model_dir(args.model)  # a bad model directory stops us before any slow work
+    files, missing = find_images(args.paths, exclude=args.out)
+    for path in missing:
+        say(f"{path}: no such file or folder")
+    if not files:
+        say(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {' '.join(map(str, args.paths))}")
+        return 1
+    with OutputFolder(args.out) as out:
+        from wbcseg.batch import Counts, predict_files
+        from wbcseg.segmenter import Segmenter
+
+        segmenter = Segmenter.load(
+            args.model, tta=args.tta, postprocess=args.postprocess, pixel_size=args.pixel_size,
+            precision=args.precision, engine=args.engine,
+        )
+        for note in segmenter.notes:
+            say(note)
+        say(f"{len(files)} images; {segmenter.describe()}")
+        counts = Counts()
+        try:
+            predict_files(segmenter, files, out, batch_size=args.batch_size, max_megapixels=args.max_megapixels, counts=counts)
+        except KeyboardInterrupt:
+            left = len(files) - counts.ok - counts.failed
+            print(f"wbcseg predict: interrupted: {counts.ok} ok, {counts.failed} failed, {left} not done; "
+                  f"measurements.csv in {args.out} lists the finished images")
+            return 130
+    failed = counts.failed + len(missing)
+    print(f"wbcseg predict: {counts.ok} ok, {failed} failed; masks, overlays and measurements.csv in {args.out}")
+    return 1 if failed else 0
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
+def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    from wbcseg.files import DEFAULT_MAX_MEGAPIXELS
+
+    batch_size = 32  # segmenter.DEFAULT_BATCH_SIZE, repeated so that `--help` needs no TensorFlow; a test compares them
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively for BMP, PNG, JPEG and TIFF")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a trained model directory (model.keras + model_card.json)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where masks/, overlays/ and measurements.csv go")
+    parser.add_argument("--batch-size", type=_positive(int), default=batch_size, metavar="N", help=f"images per model call (default {batch_size})")
+    parser.add_argument(
+        "--max-megapixels", type=_positive(float), default=DEFAULT_MAX_MEGAPIXELS, metavar="MP",
+        help=f"refuse images larger than this (default {DEFAULT_MAX_MEGAPIXELS:g})",
+    )
+    parser.add_argument("--pixel-size", type=_positive(float), metavar="UM", help="µm per pixel; adds areas in µm² to measurements.csv")
+    recorded = "(default: what the model card records, else {})"
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=f"average predictions over flips {recorded.format('off')}")
+    parser.add_argument(
+        "--postprocess", action=argparse.BooleanOptionalAction, default=None,
+        help=f"keep only the cell at the image centre and fill its holes {recorded.format('off')}",
+    )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default=None,
+        help=f"bfloat16 is faster on CPUs with native bfloat16; auto: bfloat16 there, else float32 {recorded.format('float32')}",
+    )
+    parser.add_argument(
+        "--engine", choices=ENGINES, default=None,
+        help="what runs the model: openvino is faster on CPUs (it converts the model once and caches it in "
+        "$WBCSEG_CACHE_DIR or ~/.cache/wbcseg); tensorflow can use a GPU; auto: tensorflow where it sees a GPU, "
+        f"else openvino {recorded.format('tensorflow')}",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from wbcseg.predict import add_arguments
-
     parser = argparse.ArgumentParser(prog="wbcseg", description="White blood cell segmentation with an InceptionV3 U-Net.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     fetch = commands.add_parser("fetch", help="download (or copy from a mirror) and verify the dataset")
     fetch.add_argument("--out", default="data/raw", help="where the verified dataset goes (default: data/raw)")
-    fetch.add_argument("--source", help="local mirror directory (default: $WBC_DATA_SOURCE, data.source, or GitHub)")
-    fetch.add_argument("--params", default="params.yaml")
+    fetch.add_argument("--source", help="local mirror directory (default: $WBC_DATA_SOURCE, else data.source of params.yaml, else GitHub)")
+    fetch.add_argument("--params", default="params.yaml", help="read for data.source when no mirror is named (optional)")
     fetch.set_defaults(func=_fetch)
+
+    check = commands.add_parser("check", help="check params.yaml and the data source (the first stage of dvc.yaml)")
+    check.add_argument("--params", default="params.yaml")
+    check.add_argument("--out", help="a file to write when everything is usable (the stage's output)")
+    check.set_defaults(func=_check)
 
     notebook = commands.add_parser("notebook", help="run one pipeline notebook with papermill and render it to HTML")
     notebook.add_argument("name", help="notebook name without .ipynb, e.g. 03_train")
-    notebook.add_argument("--variant", help="the variant of params.yaml to run it for (train and evaluation notebooks)")
+    notebook.add_argument("--variant", help="the variant of params.yaml to run it for (train and evaluate notebooks)")
     notebook.add_argument("--params", default="params.yaml")
     notebook.set_defaults(func=_notebook)
 
     predict = commands.add_parser("predict", help="segment new images with a trained model")
-    add_arguments(predict)
+    _predict_arguments(predict)
     predict.set_defaults(func=_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wbcseg import WbcsegError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (WbcsegError, FileNotFoundError) as exc:
+    except WbcsegError as exc:
         print(f"wbcseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"wbcseg {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

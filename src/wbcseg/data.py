@@ -20,25 +20,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from wbcseg import WbcsegError
+from wbcseg.classes import CELL_TYPES, CLASS_NAMES, MASK_VALUES, snap_mask_values
+from wbcseg.errors import DataError
 
 DATASET_REPO = "zxaoyou/segmentation_WBC"
 DATASET_COMMIT = "fa9c01622f52bccb9aeb8a6f2628f564e377767d"
 ARCHIVE_URL = f"https://github.com/{DATASET_REPO}/archive/{DATASET_COMMIT}.zip"
 SOURCE_ENV = "WBC_DATA_SOURCE"
 
-#: Class index -> name, and the grey value that encodes the class in the dataset's PNG masks.
-CLASS_NAMES = ("background", "cytoplasm", "nucleus")
-MASK_VALUES = np.array([0, 128, 255], dtype=np.uint8)
-#: Classes a model of each task predicts, in output-channel order.
-TASK_CLASSES = {"binary": ("background", "cell"), "tissue": CLASS_NAMES}
-#: Cell type labels (1-5) of the class-label CSVs.
-CELL_TYPES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
 DATASETS = (1, 2)
-
-
-class DataError(WbcsegError):
-    """A dataset file is missing, altered or unreadable; the message names the file."""
 
 
 # --------------------------------------------------------------------------- fetch and verify
@@ -67,9 +57,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_tree(root: Path, manifest: dict[str, str]) -> None:
-    """Raise DataError naming every file under `root` that is missing or differs from the manifest."""
+def verify_tree(root: Path, manifest: dict[str, str], shown_as: str | None = None) -> None:
+    """Raise DataError naming every file under `root` that is missing or differs from the manifest.
+
+    `shown_as` is where the files came from (a mirror, the archive's URL): the message names the
+    files there, not in a temporary folder that is gone by the time anybody reads it.
+    """
     root = Path(root)
+    shown = shown_as or str(root)
     missing = [rel for rel in manifest if not (root / rel).is_file()]
     altered = [
         rel
@@ -77,21 +72,31 @@ def verify_tree(root: Path, manifest: dict[str, str]) -> None:
         if rel not in missing and sha256_file(root / rel) != digest
     ]
     if missing or altered:
-        lines = [f"missing: {root / rel}" for rel in missing[:10]]
-        lines += [f"checksum mismatch: {root / rel}" for rel in altered[:10]]
+        lines = [f"missing: {shown}/{rel}" for rel in missing[:10]]
+        lines += [f"checksum mismatch: {shown}/{rel}" for rel in altered[:10]]
         more = len(missing) + len(altered) - len(lines)
         if more > 0:
             lines.append(f"... and {more} more")
         raise DataError(
-            f"the dataset at {root} does not match the manifest "
-            f"({len(missing)} missing, {len(altered)} altered):\n  " + "\n  ".join(lines)
+            f"the dataset at {shown} does not match the manifest "
+            f"({len(missing)} missing, {len(altered)} altered): " + "; ".join(lines)
         )
 
 
-def resolve_source(source: str | os.PathLike | None) -> str | None:
-    """The local mirror to copy from: the argument, else $WBC_DATA_SOURCE, else None (download)."""
-    source = source or os.environ.get(SOURCE_ENV) or None
-    return str(source) if source else None
+def resolve_source(source: str | os.PathLike | None = None, configured: str | os.PathLike | None = None) -> str | None:
+    """The local mirror to copy from: `source` (the command line), else $WBC_DATA_SOURCE, else
+    `configured` (params.yaml's data.source), else None (download the archive)."""
+    chosen = source or os.environ.get(SOURCE_ENV) or configured or None
+    return str(chosen) if chosen else None
+
+
+def check_source(source: str | None) -> None:
+    """DataError unless `source` is None (download) or a folder (its files are verified when fetched)."""
+    if source is None:
+        return
+    origin = Path(source).expanduser()
+    if not origin.is_dir():
+        raise DataError(f"{origin}: the dataset mirror (from --source, {SOURCE_ENV} or data.source) is not a folder")
 
 
 def _download_archive(workdir: Path) -> Path:
@@ -105,23 +110,22 @@ def _download_archive(workdir: Path) -> Path:
 
 
 def fetch(dest: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
-    """Put the verified dataset at `dest`, from a local mirror or the pinned GitHub archive.
+    """Put the verified dataset at `dest`, from the local mirror `source` or, when it is None, the
+    pinned GitHub archive (callers resolve the source with `resolve_source`).
 
     Files are staged in a temporary folder beside `dest` and verified against the manifest
-    before `dest` is replaced, so a failed fetch leaves no partial dataset behind.
+    before `dest` is replaced, so a failed fetch leaves the dataset that was there untouched.
     """
     dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise DataError(f"{dest}: exists and is not a folder; give --out a folder for the dataset")
+    source = None if source is None else str(source)
+    check_source(source)
     manifest = read_manifest()
-    source = resolve_source(source)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
-        if source:
-            origin = Path(source).expanduser()
-            if not origin.is_dir():
-                raise DataError(f"the local mirror {origin} (from {SOURCE_ENV} or data.source) is not a directory")
-        else:
-            origin = _download_archive(staging / "download")
+        origin = Path(source).expanduser() if source else _download_archive(staging / "download")
         tree = staging / "tree"
         for rel in manifest:
             src = origin / rel
@@ -130,10 +134,16 @@ def fetch(dest: str | os.PathLike, source: str | os.PathLike | None = None) -> P
             (tree / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tree / rel)
         tree.mkdir(exist_ok=True)
-        verify_tree(tree, manifest)
+        verify_tree(tree, manifest, shown_as=str(origin) if source else ARCHIVE_URL)
+        old = staging / "old"
         if dest.exists():
-            shutil.rmtree(dest)
-        tree.rename(dest)
+            dest.rename(old)  # moved aside, not deleted, until the new tree is in place
+        try:
+            tree.rename(dest)
+        except OSError:
+            if old.exists():
+                old.rename(dest)
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
@@ -230,15 +240,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_rgb_uint8(_open(Path(path)))
 
 
-def snap_mask_values(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Grey mask values -> class map (0, 1, 2) by the nearest of 0/128/255; also the count of
-    pixels whose value was not exactly one of those (stray values such as 9 in Dataset 2)."""
-    values = np.asarray(values)
-    classes = np.abs(values[..., None].astype(np.int16) - MASK_VALUES.astype(np.int16)).argmin(-1)
-    stray = int((~np.isin(values, MASK_VALUES)).sum())
-    return classes.astype(np.uint8), stray
-
-
 def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A dataset mask as a class map (H, W) uint8: 0 background, 1 cytoplasm, 2 nucleus.
 
@@ -282,15 +283,6 @@ def mask_value_audit(samples: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=["sample_id", "dataset", "mask", "stray_values", "stray_pixels", "snapped_to"])
-
-
-def task_labels(class_map: np.ndarray, task: str) -> np.ndarray:
-    """The class map in a task's label space: binary gives 0 rest / 1 cell, tissue is unchanged."""
-    if task == "binary":
-        return (class_map > 0).astype(np.uint8)
-    if task == "tissue":
-        return class_map
-    raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASK_CLASSES)}")
 
 
 def image_stats(samples: pd.DataFrame) -> pd.DataFrame:

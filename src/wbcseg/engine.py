@@ -1,14 +1,13 @@
-"""Inference engines: what runs the network's forward pass for `predict.Segmenter`.
+"""What runs the network's forward pass for the Segmenter, and at which precision.
 
 - `tensorflow`: the Keras model as trained, in float32 or with TensorFlow's bfloat16 rewrite
-  (`model.inference_precision`). It runs on a GPU where TensorFlow sees one.
-- `openvino`: the same network converted to OpenVINO, run by OpenVINO's CPU kernels. On 2 CPU
-  cores with native bfloat16 its model call takes about 13 ms per 128-px image, TensorFlow's
-  about 16 ms (benchmarks/predict_speed.py prints both, alone and end to end). In float32 the
-  two agree to about 1e-7; in bfloat16 each rounds in its own way, so the evaluation records
-  which engine produced its masks.
+  (`inference_precision`). It runs on a GPU where TensorFlow sees one.
+- `openvino`: the same network converted to OpenVINO, run by OpenVINO's CPU kernels. In float32
+  the two agree closely (tests/test_engine.py holds them to 1e-4); in bfloat16 each rounds in its own way, so the evaluation records
+  which engine produced its masks. docs/performance.md has the speed of each, and the benchmark
+  that measures it.
 
-Converting (Keras -> SavedModel -> OpenVINO) takes about 10 s, so the converted model of a model
+Converting (Keras -> SavedModel -> OpenVINO) takes seconds, so the converted model of a model
 file is cached under $WBCSEG_CACHE_DIR (default ~/.cache/wbcseg), keyed by the SHA-256 of the file
 and the OpenVINO version. Every experiment trains new models, so only the CACHED_MODELS most
 recently used conversions are kept (each about the size of its model.keras). The conversion reads
@@ -23,15 +22,67 @@ import re
 import shutil
 import tempfile
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
 
-from wbcseg.data import sha256_file
-from wbcseg.params import ENGINES
+import numpy as np
 
-#: OpenVINO's names of the precisions of `model.resolve_precision`.
+from wbcseg.backend import gpus, tf
+from wbcseg.data import sha256_file
+from wbcseg.params import ENGINES, PRECISIONS
+
+#: OpenVINO's names of the precisions of `resolve_precision`.
 OPENVINO_PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}
 CACHED_MODELS = 8
 _CONVERTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The TensorFlow graph rewrite behind bfloat16 inference: oneDNN's automatic mixed precision runs
+#: convolutions and the like in bfloat16 and keeps numerically sensitive ops (softmax) in float32.
+_BF16_REWRITE = "auto_mixed_precision_onednn_bfloat16"
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def native_bfloat16() -> bool:
+    """Whether the model runs on a CPU with native bfloat16 arithmetic (AVX512_BF16 or AMX; read
+    from /proc/cpuinfo, so Linux only) and no GPU is visible to TensorFlow."""
+    if gpus():
+        return False
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+
+
+def resolve_precision(precision: str) -> str:
+    """'float32' or 'bfloat16'; 'auto' is bfloat16 where `native_bfloat16()`, else float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
+@contextmanager
+def inference_precision(precision: str):
+    """Run the TensorFlow functions called in the block at `precision` ('float32' or 'bfloat16').
+
+    The graph rewrite is a process-wide TensorFlow option, read when a function runs, so it is
+    switched on for the block only: a model trained in the same process afterwards stays float32.
+    """
+    if resolve_precision(precision) == "float32":
+        yield
+        return
+    before = tf.config.optimizer.get_experimental_options().get(_BF16_REWRITE, False)
+    tf.config.optimizer.set_experimental_options({_BF16_REWRITE: True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({_BF16_REWRITE: before})
+
+
+# --------------------------------------------------------------------------- engines
 
 
 def resolve_engine(engine: str) -> str:
@@ -39,10 +90,20 @@ def resolve_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose {', '.join(ENGINES)}")
     if engine == "auto":
-        import tensorflow as tf
-
-        return "tensorflow" if tf.config.list_physical_devices("GPU") else "openvino"
+        return "tensorflow" if gpus() else "openvino"
     return engine
+
+
+class TensorFlowRunner:
+    """The Keras model (or anything with its `predict_on_batch`) at `precision`, called on a batch."""
+
+    def __init__(self, model, precision: str):
+        self.model = model
+        self.precision = precision
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with inference_precision(self.precision):
+            return np.asarray(self.model.predict_on_batch(x))
 
 
 def cache_dir() -> Path:
@@ -108,8 +169,8 @@ class OpenVinoRunner:
     """A Keras model compiled by OpenVINO for the CPU at `precision` ('float32' or 'bfloat16'),
     called like `predict_on_batch`: (N, S, S, 3) float32 in, the model's output as a new array out.
 
-    It is compiled for each batch size it meets (about 0.3 s each): in one measurement a static
-    shape ran about 5 % faster than a dynamic batch dimension (13.6 against 14.4 ms per image).
+    It is compiled for each batch size it meets (a fraction of a second each), because a static
+    shape ran faster than a dynamic batch dimension (docs/decisions.md).
     """
 
     def __init__(self, model, precision: str):
@@ -125,3 +186,9 @@ class OpenVinoRunner:
             static.reshape([len(x), *x.shape[1:]])
             self.compiled[len(x)] = ov.Core().compile_model(static, "CPU", self.config)
         return self.compiled[len(x)](x, share_inputs=False, share_outputs=False)[0]
+
+
+def make_runner(model, engine: str, precision: str):
+    """The callable that runs `model` on a batch with `engine` at `precision` (both resolved here)."""
+    engine, precision = resolve_engine(engine), resolve_precision(precision)
+    return OpenVinoRunner(model, precision) if engine == "openvino" else TensorFlowRunner(model, precision)

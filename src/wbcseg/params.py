@@ -1,36 +1,223 @@
-"""params.yaml: load it, check it, and resolve one variant into the settings of one run.
+"""params.yaml: load it, check every key, and resolve one variant into the settings of one run.
 
-Every check raises ParamsError with the dotted name of the offending key, so that a typo in
-`dvc exp run -S ...` stops the stage before it touches its outputs.
+Every check raises ParamsError naming the dotted key, so that a typo in `dvc exp run -S ...` stops
+the pipeline (the `check` stage of dvc.yaml, before any stage whose outputs DVC would delete) with
+one line. Nothing here imports TensorFlow: the backbones that segmentation_models knows are listed
+below, and a test compares the list with the library's.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
-from wbcseg import WbcsegError
-from wbcseg.data import DATASETS, TASK_CLASSES
+from wbcseg.classes import TASK_CLASSES, TASK_TARGETS
+from wbcseg.data import DATASETS
+from wbcseg.errors import ParamsError
 
 LOSSES = ("dice_ce", "focal_dice", "focal", "tversky")
-#: Inference precisions (evaluate.precision, `wbcseg predict --precision`): see model.resolve_precision.
+#: Inference precisions (evaluate.precision, `wbcseg predict --precision`): see engine.resolve_precision.
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: Inference engines (evaluate.engine, `wbcseg predict --engine`): see engine.resolve_engine.
 ENGINES = ("auto", "tensorflow", "openvino")
+#: segmentation_models 1.0.1's backbones (`sm.Backbones.models_names()`; tests/test_params.py checks).
+BACKBONES = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "seresnet18", "seresnet34", "seresnet50",
+    "seresnet101", "seresnet152", "seresnext50", "seresnext101", "senet154", "resnext50", "resnext101",
+    "vgg16", "vgg19", "densenet121", "densenet169", "densenet201", "inceptionresnetv2", "inceptionv3",
+    "mobilenet", "mobilenetv2", "efficientnetb0", "efficientnetb1", "efficientnetb2", "efficientnetb3",
+    "efficientnetb4", "efficientnetb5", "efficientnetb6", "efficientnetb7",
+)
 MIN_INPUT_SIZE = 96
 SIZE_MULTIPLE = 32
 
 
-class ParamsError(WbcsegError):
-    """A parameter is missing or has a value the pipeline cannot use."""
+# --------------------------------------------------------------------------- value checks
+# Each returns None for a good value, else what is wrong with it.
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole(minimum: int):
+    def check(value):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+            return f"must be a whole number >= {minimum}, got {value!r}"
+
+    return check
+
+
+def _positive(value):
+    if not (_is_number(value) and value > 0):
+        return f"must be a positive number, got {value!r}"
+
+
+def _fraction(value):
+    if not (_is_number(value) and 0 < value < 1):
+        return f"must be a fraction between 0 and 1, got {value!r}"
+
+
+def _boolean(value):
+    if not isinstance(value, bool):
+        return f"must be true or false, got {value!r}"
+
+
+def _one_of(choices):
+    def check(value):
+        if value not in choices:
+            return f"must be one of {', '.join(map(str, choices))}, got {value!r}"
+
+    return check
+
+
+def _optional(check):
+    return lambda value: None if value is None else check(value)
+
+
+def _text(value):
+    if not (isinstance(value, str) and value):
+        return f"must be a non-empty string, got {value!r}"
+
+
+def _input_size(value):
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= MIN_INPUT_SIZE and value % SIZE_MULTIPLE == 0):
+        return f"the InceptionV3 U-Net needs a whole number >= {MIN_INPUT_SIZE} divisible by {SIZE_MULTIPLE}, got {value!r}"
+
+
+def check_input_size(size, key: str = "model.input_size") -> None:
+    """ParamsError naming `key` unless `size` is an input side the U-Net can take."""
+    problem = _input_size(size)
+    if problem:
+        raise ParamsError(f"{key}: {problem}")
+
+
+def _folds(value):
+    if _whole(0)(value) or value == 1:
+        return f"must be 0 (not run) or a whole number >= 2, got {value!r}"
+
+
+def _encoder_weights(value):
+    if value is None or value == "imagenet":
+        return None
+    if not isinstance(value, str):
+        return f"must be null, 'imagenet' or a weights-file path, got {value!r}"
+    if not Path(value).expanduser().is_file():
+        return f"weights file {value} does not exist"
+
+
+def _targets(value):
+    if not isinstance(value, dict):
+        return f"must map dataset labels (d1, d2) to {{target: minimum Dice}}, got {value!r}"
+    for dataset, by_target in value.items():
+        if dataset not in [f"d{d}" for d in DATASETS] or not isinstance(by_target, dict):
+            return f"{dataset!r} must be a dataset label (d1, d2) mapped to {{target: minimum Dice}}"
+        for target, required in by_target.items():
+            if target not in TASK_TARGETS["tissue"] or not (_is_number(required) and 0 < required <= 1):
+                return f"{dataset}.{target}: must be a target ({', '.join(TASK_TARGETS['tissue'])}) with a Dice in (0, 1], got {required!r}"
+
+
+def _datasets(value):
+    if not (isinstance(value, list) and value and all(d in DATASETS for d in value) and len(set(value)) == len(value)):
+        return f"must be a non-empty list drawn from {list(DATASETS)}, got {value!r}"
+
+
+#: Every group and key of params.yaml with its check. `train` keys are what a variant may override.
+SCHEMA = {
+    "data": {"source": _optional(_text), "max_images_per_dataset": _optional(_whole(10))},
+    "split": {"seed": _whole(0), "test_fraction": _fraction, "val_fraction": _fraction},
+    "model": {"backbone": _one_of(BACKBONES), "encoder_weights": _encoder_weights, "input_size": _input_size},
+    "train": {
+        "task": _one_of(sorted(TASK_CLASSES)),
+        "datasets": _datasets,
+        "test_datasets": _optional(_datasets),
+        "epochs": _whole(1),
+        "batch_size": _whole(1),
+        "learning_rate": _positive,
+        "loss": _one_of(LOSSES),
+        "augment": _boolean,
+        "seed": _whole(0),
+    },
+    "evaluate": {
+        "overlays": _whole(0),
+        "postprocess": _boolean,
+        "tta": _boolean,
+        "precision": _one_of(PRECISIONS),
+        "engine": _one_of(ENGINES),
+    },
+    "compare": {"targets": _targets},
+    "crossval": {"folds": _folds, "variant": _text},
+    "variants": None,  # checked by _check_variants
+}
+
+
+def _check_group(values, checks: dict, prefix: str, complete: bool = True) -> None:
+    if not isinstance(values, dict):
+        raise ParamsError(f"{prefix}: must be a mapping of keys to values, got {values!r}")
+    unknown = sorted(set(values) - set(checks))
+    if unknown:
+        raise ParamsError(f"{prefix}.{unknown[0]}: unknown key; {prefix} knows {', '.join(checks)}")
+    missing = [key for key in checks if key not in values] if complete else []
+    if missing:
+        raise ParamsError(f"{prefix}.{missing[0]}: missing from params.yaml")
+    for key, value in values.items():
+        problem = checks[key](value)
+        if problem:
+            raise ParamsError(f"{prefix}.{key}: {problem}")
+
+
+def _check_variants(params: dict) -> None:
+    variants = params["variants"]
+    if not (isinstance(variants, dict) and "main" in variants):
+        raise ParamsError("variants: must be a mapping of variant names that includes 'main'")
+    for name, overrides in variants.items():
+        overrides = overrides or {}
+        if not isinstance(overrides, dict):
+            raise ParamsError(f"variants.{name}: must be a mapping of train keys to override")
+        _check_group(overrides, SCHEMA["train"], f"variants.{name}", complete=False)
+
+
+def check_params(params) -> None:
+    """Raise ParamsError for the first parameter the pipeline cannot use."""
+    if not isinstance(params, dict):
+        raise ParamsError("params.yaml: expected a mapping of parameter groups")
+    unknown = sorted(set(params) - set(SCHEMA))
+    if unknown:
+        raise ParamsError(f"{unknown[0]}: unknown parameter group; params.yaml has {', '.join(SCHEMA)}")
+    for group, checks in SCHEMA.items():
+        if group not in params:
+            raise ParamsError(f"{group}: missing from params.yaml")
+        if checks is not None:
+            _check_group(params[group], checks, group)
+    if params["split"]["test_fraction"] + params["split"]["val_fraction"] >= 0.9:
+        raise ParamsError("split: test_fraction + val_fraction leaves too few training images")
+    _check_variants(params)
+    if params["crossval"]["variant"] not in params["variants"]:
+        raise ParamsError(f"crossval.variant: must name a variant of params.yaml, got {params['crossval']['variant']!r}")
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+    """Read params.yaml and check every parameter."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: parameter file not found")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    check_params(params)
+    return params
+
+
+# --------------------------------------------------------------------------- one run
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one training-and-evaluation run needs: `train` merged with one variant."""
+    """Everything one training-and-evaluation run needs: `train` merged with one variant, and `model`."""
 
     variant: str
     task: str
@@ -57,145 +244,11 @@ class RunConfig:
         return out
 
 
-def load_params(path: str | os.PathLike = "params.yaml", check: bool = True) -> dict:
-    """Read params.yaml and, unless `check` is false, check every parameter."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: parameter file not found")
-    try:
-        params = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(params, dict):
-        raise ParamsError(f"{path}: expected a mapping of parameter groups")
-    if check:
-        check_params(params)
-    return params
-
-
-def _get(params: dict, dotted: str):
-    node = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ParamsError(f"{dotted}: missing from params.yaml")
-        node = node[part]
-    return node
-
-
-def _require(condition: bool, key: str, problem: str) -> None:
-    if not condition:
-        raise ParamsError(f"{key}: {problem}")
-
-
-def _check_fraction(value, key: str) -> None:
-    _require(isinstance(value, (int, float)) and 0 < value < 1, key, f"must be a fraction between 0 and 1, got {value!r}")
-
-
-def check_input_size(size, key: str = "model.input_size") -> None:
-    _require(
-        isinstance(size, int) and not isinstance(size, bool) and size >= MIN_INPUT_SIZE and size % SIZE_MULTIPLE == 0,
-        key,
-        f"the InceptionV3 U-Net needs a whole number >= {MIN_INPUT_SIZE} divisible by {SIZE_MULTIPLE}, got {size!r}",
-    )
-
-
-def check_backbone(name, key: str = "model.backbone") -> None:
-    from wbcseg.model import available_backbones
-
-    known = available_backbones()
-    _require(name in known, key, f"unknown backbone {name!r}; segmentation_models knows {', '.join(sorted(known))}")
-
-
-def check_encoder_weights(value, key: str = "model.encoder_weights") -> None:
-    if value is None or value == "imagenet":
-        return
-    _require(isinstance(value, str), key, f"must be null, 'imagenet' or a weights-file path, got {value!r}")
-    _require(Path(value).expanduser().is_file(), key, f"weights file {value} does not exist")
-
-
-def _check_run(run: dict, key: str) -> None:
-    _require(run["task"] in TASK_CLASSES, f"{key}.task", f"must be one of {sorted(TASK_CLASSES)}, got {run['task']!r}")
-    for name in ("datasets", "test_datasets"):
-        value = run[name]
-        if name == "test_datasets" and value is None:
-            continue
-        _require(
-            isinstance(value, list) and value and all(d in DATASETS for d in value) and len(set(value)) == len(value),
-            f"{key}.{name}",
-            f"must be a non-empty list drawn from {list(DATASETS)}, got {value!r}",
-        )
-    for name in ("epochs", "batch_size", "seed"):
-        value = run[name]
-        minimum = 0 if name == "seed" else 1
-        _require(
-            isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-            f"{key}.{name}",
-            f"must be a whole number >= {minimum}, got {value!r}",
-        )
-    _require(
-        isinstance(run["learning_rate"], (int, float)) and run["learning_rate"] > 0,
-        f"{key}.learning_rate",
-        f"must be a positive number, got {run['learning_rate']!r}",
-    )
-    _require(run["loss"] in LOSSES, f"{key}.loss", f"must be one of {list(LOSSES)}, got {run['loss']!r}")
-    _require(isinstance(run["augment"], bool), f"{key}.augment", f"must be true or false, got {run['augment']!r}")
-
-
-def check_params(params: dict) -> None:
-    """Raise ParamsError for the first parameter the pipeline cannot use."""
-    _check_fraction(_get(params, "split.test_fraction"), "split.test_fraction")
-    _check_fraction(_get(params, "split.val_fraction"), "split.val_fraction")
-    _require(
-        _get(params, "split.test_fraction") + _get(params, "split.val_fraction") < 0.9,
-        "split",
-        "test_fraction + val_fraction leaves too few training images",
-    )
-    cap = _get(params, "data.max_images_per_dataset")
-    _require(cap is None or (isinstance(cap, int) and cap >= 10), "data.max_images_per_dataset", f"must be null or >= 10, got {cap!r}")
-    check_input_size(_get(params, "model.input_size"))
-    check_backbone(_get(params, "model.backbone"))
-    check_encoder_weights(_get(params, "model.encoder_weights"))
-    for name in ("overlays",):
-        value = _get(params, f"evaluate.{name}")
-        _require(isinstance(value, int) and value >= 0, f"evaluate.{name}", f"must be a whole number >= 0, got {value!r}")
-    for name in ("postprocess", "tta"):
-        value = _get(params, f"evaluate.{name}")
-        _require(isinstance(value, bool), f"evaluate.{name}", f"must be true or false, got {value!r}")
-    precision = _get(params, "evaluate.precision")
-    _require(precision in PRECISIONS, "evaluate.precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    engine = _get(params, "evaluate.engine")
-    _require(engine in ENGINES, "evaluate.engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
-    folds = _get(params, "crossval.folds")
-    _require(
-        isinstance(folds, int) and not isinstance(folds, bool) and (folds == 0 or folds >= 2),
-        "crossval.folds", f"must be 0 (not run) or a whole number >= 2, got {folds!r}",
-    )
-    _require(
-        _get(params, "crossval.variant") in (_get(params, "variants") or {}),
-        "crossval.variant", f"must name a variant of params.yaml, got {_get(params, 'crossval.variant')!r}",
-    )
-    train = _get(params, "train")
-    run_keys = {f.name for f in fields(RunConfig)} - {"variant", "backbone", "encoder_weights", "input_size"}
-    unknown = set(train) - run_keys
-    _require(not unknown, "train", f"unknown keys {sorted(unknown)}; known: {sorted(run_keys)}")
-    missing = run_keys - set(train)
-    _require(not missing, "train", f"missing keys {sorted(missing)}")
-    _check_run(train, "train")
-    variants = _get(params, "variants")
-    _require(isinstance(variants, dict) and "main" in variants, "variants", "must be a mapping that includes 'main'")
-    for name, overrides in variants.items():
-        overrides = overrides or {}
-        _require(isinstance(overrides, dict), f"variants.{name}", "must be a mapping of train keys to override")
-        unknown = set(overrides) - run_keys
-        _require(not unknown, f"variants.{name}", f"unknown keys {sorted(unknown)}; a variant overrides train keys only")
-        _check_run({**train, **overrides}, f"variants.{name}")
-
-
 def run_config(params: dict, variant: str = "main") -> RunConfig:
     """The settings of one variant: `train`, overridden by `variants.<variant>`, plus `model`."""
     variants = params["variants"]
     if variant not in variants:
-        raise ParamsError(f"variants.{variant}: no such variant; params.yaml defines {sorted(variants)}")
+        raise ParamsError(f"variants.{variant}: no such variant; params.yaml defines {', '.join(variants)}")
     run = {**params["train"], **(variants[variant] or {})}
     model = params["model"]
     return RunConfig(

@@ -1,17 +1,20 @@
-"""The input pipeline and `fit` with its callbacks (DVCLive logging, best-epoch weights)."""
+"""Training: the input pipeline and `fit` with its callbacks (DVCLive logging, best-epoch weights,
+one progress line per epoch), then the model saved with its card."""
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from wbcseg.augment import training_augmentation
-from wbcseg.model import build_unet, compile_model, model_card, save_model
-
-import tensorflow as tf  # noqa: E402  (after wbcseg.model has set SM_FRAMEWORK)
+from wbcseg.backend import tf
+from wbcseg.card import make_card
+from wbcseg.network import build_unet, compile_model, save_model
 
 
 def make_dataset(
@@ -53,11 +56,36 @@ def make_dataset(
     return dataset.map(_to_targets, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = None, verbose: int = 2):
+class EpochLine(tf.keras.callbacks.Callback):
+    """One line per epoch for a person watching a long run: loss, validation Dice, the best so far, time."""
+
+    def __init__(self, epochs: int, label: str = "", stream=None):
+        super().__init__()
+        self.epochs, self.label, self.stream = epochs, label, stream or sys.stdout
+        self.best = (-np.inf, 0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        dice = logs.get("val_dice", np.nan)
+        if dice > self.best[0]:
+            self.best = (dice, epoch + 1)
+        print(
+            f"{self.label}epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', np.nan):.4f}, "
+            f"validation Dice {dice:.4f} (best {self.best[0]:.4f} at epoch {self.best[1]}), "
+            f"{time.perf_counter() - self.started:.0f} s",
+            file=self.stream, flush=True,
+        )
+
+
+def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = None, progress: bool = True):
     """Train a U-Net for `config` (params.RunConfig) on model-size arrays {'images', 'labels'}.
 
     The weights of the epoch with the best validation Dice are kept. Per-epoch metrics go to
-    DVCLive at `live_dir` (for `dvc plots`). Returns (model, history DataFrame).
+    DVCLive at `live_dir` (for `dvc plots`), and, with `progress`, one line per epoch to stdout.
+    Returns (model, history DataFrame).
     """
     tf.keras.utils.set_random_seed(config.seed)
     model = build_unet(config.backbone, config.task, config.input_size, config.encoder_weights)
@@ -70,6 +98,8 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
             monitor="val_dice", mode="max", patience=config.epochs, restore_best_weights=True
         )
     ]
+    if progress:
+        callbacks.append(EpochLine(config.epochs, label=f"{config.variant}: "))
     if live_dir is not None:
         from dvclive import Live
         from dvclive.keras import DVCLiveCallback
@@ -77,7 +107,7 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
         callbacks.append(DVCLiveCallback(live=Live(str(live_dir), dvcyaml=None, save_dvc_exp=False)))
     # shuffle=False: the tf.data pipeline shuffles; Keras cannot shuffle a Dataset itself
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-                        verbose=verbose, shuffle=False)
+                        verbose=0, shuffle=False)
     table = pd.DataFrame(history.history)
     table.index = pd.RangeIndex(1, len(table) + 1, name="epoch")
     return model, table
@@ -93,7 +123,7 @@ def train_and_save(config, train: dict, val: dict, model_dir: str | os.PathLike,
     """`fit`, then save the best model with its card to `model_dir`. Returns (model, history, card)."""
     model, history = fit(config, train, val, live_dir=live_dir)
     best_epoch = int(history["val_dice"].idxmax())
-    card = model_card(
+    card = make_card(
         config,
         val_metrics=validation_metrics(model, val, config),
         extra={"best_epoch": best_epoch, "epochs_run": len(history), "split_file": split_file,

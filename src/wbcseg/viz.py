@@ -17,9 +17,9 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from wbcseg.data import CLASS_NAMES, read_sample, task_labels
-from wbcseg.evaluate import target_masks
-from wbcseg.predict import OVERLAY_COLOURS, overlay
+from wbcseg.classes import CLASS_NAMES, target_masks, task_labels
+from wbcseg.data import read_sample
+from wbcseg.overlay import OVERLAY_COLOURS, overlay
 
 #: Colours (RGB) of the error overlay; the legend of every error panel.
 ERROR_COLOURS = {
@@ -42,12 +42,6 @@ def error_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def tissue_overlay(image: np.ndarray, labels: np.ndarray, task: str = "tissue") -> np.ndarray:
-    """The image with each label of `task` tinted and outlined in its colour (nucleus and cytoplasm
-    apart for tissue): the same overlay that `wbcseg predict` writes."""
-    return overlay(image, labels, task)
-
-
 def legend_handles(colours: dict[str, tuple[int, int, int]]) -> list[Patch]:
     """Legend patches for a name -> RGB mapping such as ERROR_COLOURS."""
     return [Patch(color=np.asarray(rgb) / 255, label=name) for name, rgb in colours.items()]
@@ -65,8 +59,8 @@ def overlay_gallery(rows: list[dict], task: str = "tissue", title: str | None = 
         truth = task_labels(row["truth"], task)
         panels = (
             (row["image"], f"{row['sample_id']}"),
-            (tissue_overlay(row["image"], truth, task), "truth"),
-            (tissue_overlay(row["image"], row["labels"], task), "prediction"),
+            (overlay(row["image"], truth, task), "truth"),
+            (overlay(row["image"], row["labels"], task), "prediction"),
             (error_overlay(row["image"], row["truth"] > 0, target_masks(row["labels"], task)["cell"]),
              f"cell Dice {row['dice']:.3f}"),
         )

@@ -3,7 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from wbcseg import model as wm
+from wbcseg import card as wc
+from wbcseg import network as wm
+from wbcseg.errors import ModelError
+from wbcseg.segmenter import as_class_probabilities
 
 
 @pytest.mark.parametrize("size", [96, 128])
@@ -16,32 +19,9 @@ def test_unet_builds_at_size_and_classes(size, task, channels):
 
 def test_probabilities_sum_to_one_for_both_tasks():
     for task in ("binary", "tissue"):
-        probs = wm.as_class_probabilities(wm.build_unet("inceptionv3", task, 96).predict_on_batch(np.zeros((1, 96, 96, 3))))
+        probs = as_class_probabilities(wm.build_unet("inceptionv3", task, 96).predict_on_batch(np.zeros((1, 96, 96, 3))))
         assert probs.shape[-1] == (2 if task == "binary" else 3)
         np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-
-
-def test_precision_names():
-    assert wm.resolve_precision("auto") == ("bfloat16" if wm.native_bfloat16() else "float32")
-    assert [wm.resolve_precision(name) for name in ("float32", "bfloat16")] == ["float32", "bfloat16"]
-    with pytest.raises(ValueError, match="unknown precision 'half'; choose auto, float32, bfloat16"):
-        wm.resolve_precision("half")
-
-
-@pytest.mark.skipif(not wm.native_bfloat16(), reason="this CPU has no native bfloat16")
-def test_bfloat16_applies_inside_the_block_only():
-    import tensorflow as tf
-
-    unet = wm.build_unet("inceptionv3", "tissue", 96)
-    x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
-    before = unet.predict_on_batch(x)
-    with wm.inference_precision("bfloat16"):
-        mixed = unet.predict_on_batch(x)
-    after = unet.predict_on_batch(x)
-    # bfloat16 keeps 8 bits of mantissa: close to float32, but not equal.
-    assert 0 < np.abs(mixed - before).max() < 0.05
-    np.testing.assert_array_equal(after, before)  # the rewrite did not outlive the block
-    assert not tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16", False)
 
 
 @pytest.mark.parametrize("size", [100, 64])
@@ -75,20 +55,18 @@ def test_save_and_load_round_trip(tissue_model_dir):
     assert not list(tissue_model_dir.glob(".*tmp*"))  # temporary files renamed away
 
 
-def test_incomplete_or_mismatched_model_dir_is_a_clear_error(tmp_path, tissue_model_dir):
-    with pytest.raises(wm.ModelError, match="model directory not found"):
-        wm.read_card(tmp_path / "none")
-    with pytest.raises(wm.ModelError, match="no model_card.json"):
-        wm.read_card(tmp_path)
-    (tmp_path / wm.CARD_FILE).write_text(json.dumps({"task": "tissue"}))
-    with pytest.raises(wm.ModelError, match="model card lacks"):
-        wm.read_card(tmp_path)
-    card = json.loads((tissue_model_dir / wm.CARD_FILE).read_text())
-    (tmp_path / wm.CARD_FILE).write_text(json.dumps({**card, "input_size": 128}))
-    with pytest.raises(wm.ModelError, match="no model.keras"):
+def test_incomplete_mismatched_or_damaged_model_dir_is_a_clear_error(tmp_path, tissue_model_dir):
+    card = json.loads((tissue_model_dir / wc.CARD_FILE).read_text())
+    (tmp_path / wc.CARD_FILE).write_text(json.dumps({**card, "input_size": 128}))
+    with pytest.raises(ModelError, match="no model.keras"):
         wm.load_model(tmp_path)
-    (tmp_path / wm.MODEL_FILE).symlink_to(tissue_model_dir / wm.MODEL_FILE)
-    with pytest.raises(wm.ModelError, match="but its card says 128x128x3"):
+    (tmp_path / wc.MODEL_FILE).symlink_to(tissue_model_dir / wc.MODEL_FILE)
+    with pytest.raises(ModelError, match="but its card says 128x128x3"):
+        wm.load_model(tmp_path)
+    (tmp_path / wc.MODEL_FILE).unlink()
+    (tmp_path / wc.CARD_FILE).write_text(json.dumps(card))
+    (tmp_path / wc.MODEL_FILE).write_bytes((tissue_model_dir / wc.MODEL_FILE).read_bytes()[:100_000])
+    with pytest.raises(ModelError, match="model.keras: damaged or truncated"):
         wm.load_model(tmp_path)
 
 

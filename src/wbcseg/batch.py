@@ -1,0 +1,167 @@
+"""Many files through one Segmenter: the batched pipeline behind `wbcseg predict`.
+
+Files are read, decoded and resized in parallel by tf.data with prefetching; the model runs on
+full batches (a smaller last batch is filled with blank images, so the model is compiled for one
+shape); resizing back, measuring and PNG encoding run in two writer threads while the model
+predicts the next batch, with a bounded number of images in flight. Each image's measurements row
+is recorded as soon as its mask and overlay are in place.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wbcseg.backend import tf
+from wbcseg.classes import mask_to_png_values
+from wbcseg.files import DEFAULT_MAX_MEGAPIXELS, MeasurementsTable, OutputFolder, output_names, read_input_image, write_png
+from wbcseg.measure import measurement_columns
+from wbcseg.overlay import overlay
+from wbcseg.preprocess import resize_image
+from wbcseg.segmenter import DEFAULT_BATCH_SIZE, Segmenter
+
+#: Files decoded at once by tf.data. A fixed number, not AUTOTUNE: on 2 cores, AUTOTUNE's
+#: tuning made the end of the image stream stall for over a second, and decoding is a small share of the work.
+DECODERS = min(4, os.cpu_count() or 1)
+MASKS_DIR = "masks"
+OVERLAYS_DIR = "overlays"
+FILE_COLUMNS = ("image", "mask", "overlay", "width", "height")
+
+
+@dataclass
+class Counts:
+    """How many files a run has segmented and how many failed, kept up to date as it goes."""
+
+    ok: int = 0
+    failed: int = 0
+
+
+def write_outputs(image: np.ndarray, labels: np.ndarray, measurements: dict, task: str, out_dir: Path, name: Path, source: Path) -> dict:
+    """Write one image's mask and overlay PNGs; return its measurements.csv row."""
+    mask_path = out_dir / MASKS_DIR / f"{name}.png"
+    overlay_path = out_dir / OVERLAYS_DIR / f"{name}.png"
+    write_png(mask_to_png_values(labels, task), mask_path)
+    write_png(overlay(image, labels, task), overlay_path)
+    return {
+        "image": str(source),
+        "mask": mask_path.relative_to(out_dir).as_posix(),
+        "overlay": overlay_path.relative_to(out_dir).as_posix(),
+        "width": image.shape[1],
+        "height": image.shape[0],
+        **measurements,
+    }
+
+
+def decoded_images(files: list[Path], size: int, max_megapixels: float, prefetch: int) -> Iterator[tuple]:
+    """(image, resized to size x size, error message or '') per file, in order; files are read,
+    decoded and resized in parallel by tf.data, a bounded number ahead of the consumer."""
+    empty = (np.zeros((0, 0, 3), np.uint8), np.zeros((size, size, 3), np.uint8))
+
+    def load(index):
+        path = files[int(index)]
+        try:
+            image = read_input_image(path, max_megapixels)
+            return image, resize_image(image, size), np.bytes_(b"")
+        except Exception as exc:  # any reason at all: one bad file must not stop the run
+            reason = str(exc) if str(exc).startswith(str(path)) else f"{path}: cannot be read ({exc})"
+            return (*empty, np.bytes_(" ".join(reason.splitlines()).encode()))
+
+    dataset = (
+        tf.data.Dataset.range(len(files))
+        .map(
+            lambda i: tf.numpy_function(load, [i], (tf.uint8, tf.uint8, tf.string), stateful=False),
+            num_parallel_calls=DECODERS,
+            deterministic=True,
+        )
+        .prefetch(prefetch)
+    )
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = dataset.with_options(options)
+    for image, resized, error in dataset.as_numpy_iterator():
+        yield image, resized, error.decode()
+
+
+def predict_files(
+    segmenter: Segmenter,
+    files: list[Path],
+    out: str | os.PathLike | OutputFolder,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    counts: Counts | None = None,
+) -> Counts:
+    """Segment `files` into the folder `out` (masks/, overlays/, measurements.csv).
+
+    Each failure is one line on stderr naming the file; the other files go on. `counts` (returned,
+    and updated as the run goes, so a caller still has them after Ctrl-C) says how many went well.
+    `out` may be an `OutputFolder` the caller already holds; a path is locked for the run.
+    """
+    from tqdm import tqdm
+
+    if not isinstance(out, OutputFolder):
+        with OutputFolder(out) as folder:
+            return predict_files(segmenter, files, folder, batch_size, max_megapixels, counts)
+    out_dir = out.path
+    counts = counts if counts is not None else Counts()
+    names = output_names(files)
+    columns = list(FILE_COLUMNS) + measurement_columns(segmenter.pixel_size)
+    pending: deque = deque()
+
+    def fail(message: str) -> None:
+        tqdm.write(f"wbcseg predict: {message}", file=sys.stderr)
+        counts.failed += 1
+
+    with MeasurementsTable(out_dir, columns) as table, ThreadPoolExecutor(2) as pool, tqdm(
+        total=len(files), unit="image", disable=None, file=sys.stderr
+    ) as bar:
+
+        def finish_and_write(index: int, image: np.ndarray, probs: np.ndarray) -> None:
+            result = segmenter.finish(image.shape[:2], probs)
+            row = write_outputs(image, result.labels, result.measurements, segmenter.task, out_dir, names[index], files[index])
+            table.write(row, order=index)  # at once: a hard kill later loses no finished image's row
+
+        def settle(limit: int) -> None:
+            while len(pending) > limit:
+                index, future = pending.popleft()
+                try:
+                    future.result()
+                    counts.ok += 1
+                except OSError as exc:
+                    fail(f"{files[index]}: cannot write its outputs ({exc})")
+                bar.update()
+
+        def flush(batch: list[tuple]) -> None:
+            resized = np.stack([r for _, _, r in batch])
+            if len(batch) < batch_size and len(files) > batch_size:
+                # A last, smaller batch would make TensorFlow trace and optimise the model again
+                # for its shape (seconds); blank images fill it instead.
+                resized = np.concatenate([resized, np.zeros((batch_size - len(batch), *resized.shape[1:]), resized.dtype)])
+            probabilities = segmenter.predict_probabilities(resized)[: len(batch)]
+            for (index, image, _), probs in zip(batch, probabilities):
+                # Finishing and writing run in the pool while the model predicts the next batch.
+                pending.append((index, pool.submit(finish_and_write, index, image, probs)))
+            settle(2 * batch_size)  # bounds the images held in memory while PNGs are written
+
+        batch = []
+        try:
+            for index, (image, resized, error) in enumerate(decoded_images(files, segmenter.input_size, max_megapixels, batch_size)):
+                if error:
+                    fail(error)
+                    bar.update()
+                    continue
+                batch.append((index, image, resized))
+                if len(batch) == batch_size:
+                    flush(batch)
+                    batch = []
+            if batch:
+                flush(batch)
+        finally:
+            settle(0)  # also after an error or Ctrl-C: every image already handed to the writers is finished
+    return counts

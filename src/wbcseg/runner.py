@@ -1,0 +1,125 @@
+"""Run one pipeline notebook with papermill and render it to HTML with nbconvert.
+
+Each notebook stage of dvc.yaml is `wbcseg notebook <name> [--variant V]`: params.yaml is checked
+first, then injected into the notebook's `parameters` cell, and the executed copy and its HTML
+are written to `reports/` only once the whole notebook has run. While it runs, the console shows
+a bar of cells done and the lines the notebook prints (training prints one per epoch), without
+TensorFlow's start-up noise; a failure ends in one line naming the cell and the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from wbcseg.atomic import write_text
+from wbcseg.errors import WbcsegError
+from wbcseg.noise import drop_noise
+from wbcseg.params import load_params, run_config
+from wbcseg.paths import stage_paths
+
+#: Notebooks that run once per variant of params.yaml (their reports go to reports/<variant>/).
+PER_VARIANT = ("03_train", "04_evaluate")
+
+
+class NotebookError(WbcsegError):
+    """A pipeline notebook stopped with an error."""
+
+
+class ConsoleLines:
+    """A file-like sink for a kernel's output stream: whole lines go to the console (through tqdm,
+    so they do not break the progress bar), prefixed with the stage, known start-up noise dropped."""
+
+    def __init__(self, prefix: str, stream):
+        self.prefix, self.stream, self.pending = prefix, stream, ""
+
+    def write(self, text: str) -> None:
+        from tqdm import tqdm
+
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in drop_noise("\n".join(lines) + "\n").splitlines() if lines else []:
+            if line.strip():
+                tqdm.write(f"{self.prefix}{line}", file=self.stream)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def kernel_manager():
+    """A Python kernel that talks over local sockets in a temporary folder: over TCP, ipykernel
+    warns on every start that its traffic is unencrypted, a line that reads like a failure."""
+    from jupyter_client.manager import KernelManager
+
+    with tempfile.TemporaryDirectory(prefix="wbcseg-kernel-") as sockets:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        try:
+            yield km
+        finally:
+            if km.has_kernel:  # papermill shuts down only the kernels it started itself
+                km.shutdown_kernel()
+
+
+def _failure(notebook_path: Path) -> str:
+    """One line for a failed run: the first cell with an error, its error name and value."""
+    import nbformat
+
+    book = nbformat.read(notebook_path, as_version=4)
+    for index, cell in enumerate(book.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"cell {index} raised {output['ename']}: {output['evalue']} (the executed notebook is {notebook_path})"
+    return f"it stopped before finishing (the executed notebook is {notebook_path})"
+
+
+def run_stage_notebook(name: str, variant: str | None = None, params_path: str | os.PathLike = "params.yaml") -> list[Path]:
+    """Execute notebooks/<name>.ipynb with params.yaml injected; write reports/[<variant>/]<name>.ipynb and .html."""
+    import papermill as pm
+
+    params_path = Path(params_path).resolve()
+    root = params_path.parent
+    params = load_params(params_path)
+    notebook = root / "notebooks" / f"{name}.ipynb"
+    if not notebook.is_file():
+        raise WbcsegError(f"{notebook}: no such notebook")
+    parameters = {"root": str(root), "params": params}
+    if name in PER_VARIANT:
+        parameters["variant"] = variant or "main"
+        run_config(params, parameters["variant"])  # an unknown variant fails here, before any work
+        out_dir = stage_paths(root, parameters["variant"])["report"]
+        label = f"{name}@{parameters['variant']}"
+    elif variant:
+        raise WbcsegError(f"{name} runs once for all variants; --variant applies to {', '.join(PER_VARIANT)} only")
+    else:
+        out_dir = stage_paths(root)["reports"]
+        label = name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed, html = out_dir / f"{name}.ipynb", out_dir / f"{name}.html"
+    tmp, failed = out_dir / f".{name}.running.ipynb", out_dir / f"{name}.failed.ipynb"
+    try:
+        with kernel_manager() as km:
+            pm.execute_notebook(
+                str(notebook), str(tmp), parameters=parameters, cwd=str(root), kernel_name="python3", km=km,
+                progress_bar={"desc": label, "unit": "cell", "file": sys.stderr, "disable": None},
+                stdout_file=ConsoleLines(f"{label}: ", sys.stdout), stderr_file=ConsoleLines(f"{label}: ", sys.stderr),
+            )
+        write_html(tmp, html)
+        tmp.replace(executed)
+        failed.unlink(missing_ok=True)
+    except pm.PapermillExecutionError:
+        tmp.replace(failed)
+        raise NotebookError(f"{label}: {_failure(failed)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return [executed, html]
+
+
+def write_html(notebook: str | os.PathLike, html: str | os.PathLike) -> Path:
+    """Render an executed notebook to a standalone HTML file (figures embedded)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
+    return write_text(html, body)

@@ -1,0 +1,86 @@
+"""The model card: one contract, read and checked without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from wbcseg import card as wc
+from wbcseg.errors import ModelError
+from wbcseg.params import RunConfig
+
+CONFIG = RunConfig(
+    variant="t", task="tissue", datasets=(1, 2), test_datasets=(1, 2), epochs=1, batch_size=2, learning_rate=1e-3,
+    loss="dice_ce", augment=False, seed=0, backbone="inceptionv3", encoder_weights=None, input_size=96,
+)
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    wc.write_json(tmp_path / wc.CARD_FILE, wc.make_card(CONFIG, val_metrics={"dice": 0.5}))
+    return tmp_path
+
+
+def test_card_round_trip(model_dir):
+    card = wc.read_card(model_dir)
+    assert (card["task"], card["classes"], card["input_size"], card["card_version"]) == ("tissue", ["background", "cytoplasm", "nucleus"], 96, 1)
+    assert card["train_params"]["datasets"] == [1, 2] and card["data"]["commit"].startswith("fa9c016")
+    assert "test_metrics" not in card and wc.recorded_inference(card) == wc.PLAIN_INFERENCE
+
+
+def test_test_metrics_bring_their_inference_options(model_dir):
+    options = {"tta": True, "postprocess": True, "precision": "bfloat16", "engine": "openvino"}
+    wc.write_test_metrics(model_dir, {"d1": {"cell": {"dice": 0.9}}}, options)
+    card = wc.read_card(model_dir)
+    assert card["test_metrics"]["d1"]["cell"]["dice"] == 0.9 and wc.recorded_inference(card) == options
+    assert wc.recorded_inference({"inference": {"tta": True}}) == {**wc.PLAIN_INFERENCE, "tta": True}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"input_size": "128"}, "input_size must be a whole number >= 96 divisible by 32, got '128'"),
+        ({"input_size": 100}, "input_size must .* divisible by 32, got 100"),
+        ({"classes": ["background", "cell"]}, "task 'tissue' and classes .* do not agree"),
+        ({"backbone": 3}, "backbone must be a name"),
+    ],
+)
+def test_a_wrong_card_value_is_named(model_dir, change, message):
+    card = json.loads((model_dir / wc.CARD_FILE).read_text())
+    (model_dir / wc.CARD_FILE).write_text(json.dumps({**card, **change}))
+    with pytest.raises(ModelError, match=f"model_card.json: {message}"):
+        wc.read_card(model_dir)
+
+
+def test_missing_or_broken_files_are_one_line_errors(tmp_path, model_dir):
+    with pytest.raises(ModelError, match="model directory not found"):
+        wc.read_card(tmp_path / "none")
+    with pytest.raises(ModelError, match="no model_card.json"):
+        wc.read_card(_empty(tmp_path))
+    (model_dir / wc.TEST_METRICS_FILE).write_text('{"d1": ')
+    with pytest.raises(ModelError, match="test_metrics.json: the test metrics is not valid JSON"):
+        wc.read_card(model_dir)
+    (model_dir / wc.TEST_METRICS_FILE).write_text(json.dumps({"inference": {"engine": "onnx"}}))
+    with pytest.raises(ModelError, match="inference.engine must be one of auto, tensorflow, openvino, got 'onnx'"):
+        wc.read_card(model_dir)
+    (model_dir / wc.CARD_FILE).write_text(json.dumps({"task": "tissue"}))
+    with pytest.raises(ModelError, match="model card lacks"):
+        wc.read_card(model_dir)
+
+
+def _empty(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    return folder
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    before = os.umask(0o027)
+    try:
+        path = wc.write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(before)
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert json.loads(path.read_text()) == {"a": 1}

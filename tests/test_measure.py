@@ -1,0 +1,64 @@
+"""Measurements and overlays of a segmented image, and the mask values written to PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wbcseg.classes import mask_to_png_values
+from wbcseg.measure import measure, measurement_columns
+from wbcseg.overlay import OVERLAY_ALPHA, OVERLAY_COLOURS, overlay
+
+
+def test_mask_to_png_values():
+    labels = np.array([[0, 1, 2]], np.uint8)
+    np.testing.assert_array_equal(mask_to_png_values(labels, "tissue"), [[0, 128, 255]])
+    np.testing.assert_array_equal(mask_to_png_values(labels[:, :2], "binary"), [[0, 255]])
+    assert mask_to_png_values(labels, "tissue").dtype == np.uint8
+
+
+def hand_made_labels() -> np.ndarray:
+    """20x30: cytoplasm rows 2-9 x cols 4-13 with a 3x4 nucleus inside, and a 2x2 stray blob."""
+    labels = np.zeros((20, 30), np.uint8)
+    labels[2:10, 4:14] = 1
+    labels[4:7, 6:10] = 2
+    labels[15:17, 25:27] = 1
+    return labels
+
+
+def test_measure_on_a_hand_made_label_map():
+    labels = hand_made_labels()
+    probabilities = np.eye(3, dtype=np.float32)[labels] * 0.8 + 0.2 / 3
+    m = measure(labels, probabilities, "tissue", pixel_size=0.5)
+    assert list(m) == measurement_columns(0.5)
+    assert (m["wbc_area_px"], m["nucleus_area_px"], m["cytoplasm_area_px"]) == (84, 12, 72)
+    assert (m["wbc_area_um2"], m["nucleus_area_um2"], m["cytoplasm_area_um2"]) == (21.0, 3.0, 18.0)
+    assert m["nc_ratio"] == pytest.approx(12 / 72)
+    rows, cols = np.nonzero(labels)
+    assert (m["centroid_x"], m["centroid_y"]) == pytest.approx((cols.mean(), rows.mean()))
+    assert (m["bbox_x"], m["bbox_y"], m["bbox_width"], m["bbox_height"]) == (4, 2, 23, 15)
+    assert m["n_components"] == 2
+    assert m["mean_confidence"] == pytest.approx(0.8 + 0.2 / 3)
+
+
+def test_measure_binary_and_empty():
+    labels = (hand_made_labels() > 0).astype(np.uint8)
+    m = measure(labels, np.eye(2, dtype=np.float32)[labels], "binary")
+    assert "wbc_area_um2" not in m
+    assert m["wbc_area_px"] == 84 and m["nucleus_area_px"] is None and m["nc_ratio"] is None
+    empty = measure(np.zeros((5, 5), np.uint8), np.full((5, 5, 3), 1 / 3, np.float32), "tissue")
+    assert empty["wbc_area_px"] == 0 and empty["n_components"] == 0
+    assert empty["centroid_x"] is None and empty["bbox_width"] is None and empty["nc_ratio"] is None
+
+
+def test_overlay_tints_and_outlines_the_cell_only():
+    image = np.full((9, 9, 3), 200, np.uint8)
+    labels = np.zeros((9, 9), np.uint8)
+    labels[1:8, 1:8] = 1
+    labels[4, 4] = 2
+    out = overlay(image, labels, "tissue")
+    colours = np.asarray(OVERLAY_COLOURS["tissue"])
+    assert (out[labels == 0] == 200).all()
+    np.testing.assert_array_equal(out[1, 1], colours[1])  # cytoplasm outline
+    np.testing.assert_array_equal(out[4, 4], colours[2])  # the nucleus is all outline
+    np.testing.assert_array_equal(out[2, 2], np.floor(200 * (1 - OVERLAY_ALPHA) + colours[1] * OVERLAY_ALPHA + 0.5))
