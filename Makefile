@@ -29,8 +29,8 @@ repro: $(STAMP)  ## run the default experiment: dvc repro (fetch, explore, prepr
 test: $(STAMP)  ## every test, the whole-pipeline run included (the README's and CI's test command)
 	pytest
 
-check: $(STAMP)  ## the fast lane: unit tests without the whole-pipeline run
-	pytest -m "not integration"
+check: $(STAMP)  ## the fast lane: unit tests, without the whole-pipeline run and the slow trainings
+	pytest -m "not integration and not slow"
 
 lint: $(STAMP)  ## ruff over the package, tests and benchmarks
 	ruff check src tests benchmarks

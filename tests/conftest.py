@@ -37,17 +37,13 @@ def mirror() -> Path:
 
 
 def _saved_model(tmp_path_factory, task: str, size: int = 96) -> Path:
+    from wbcseg.backend import tf
     from wbcseg.card import make_card
     from wbcseg.network import build_unet, save_model
-    from wbcseg.params import RunConfig
 
-    config = RunConfig(
-        variant="test", task=task, datasets=(1,), test_datasets=(1,), epochs=1, batch_size=2,
-        learning_rate=1e-3, loss="dice_ce", augment=False, seed=0, backbone="inceptionv3",
-        encoder_weights=None, input_size=size,
-    )
-    from wbcseg.backend import tf
+    from stand_ins import tiny_config
 
+    config = tiny_config(task=task, input_size=size)
     tf.keras.utils.set_random_seed(0)  # the same untrained weights in every session
     model = build_unet(config.backbone, task, size)
     return save_model(model, tmp_path_factory.mktemp(f"model_{task}"), make_card(config))

@@ -25,3 +25,15 @@ def colour_segmenter(task: str, **options) -> Segmenter:
     classes = ["background", "cell"] if task == "binary" else ["background", "cytoplasm", "nucleus"]
     card = {"task": task, "classes": classes, "input_size": 32}
     return Segmenter(ColourModel(1 if task == "binary" else 3), card, **options)
+
+
+def tiny_config(**changes):
+    """A params.RunConfig for a tiny, fast run (96 px, one dataset, two images a batch)."""
+    from wbcseg.params import RunConfig
+
+    settings = dict(
+        variant="test", task="tissue", datasets=(1,), test_datasets=(1,), epochs=1, batch_size=2, learning_rate=1e-3,
+        schedule="constant", warmup_epochs=0, loss="dice_ce", augment="none", precision="float32", deterministic=False,
+        seed=0, backbone="inceptionv3", encoder_weights=None, input_size=96,
+    )
+    return RunConfig(**{**settings, **changes})

@@ -224,18 +224,23 @@ def test_headline_metrics_is_nested_json(per_image):
     json.dumps(headline, allow_nan=False)
 
 
-def test_quality_targets_gap_sign():
-    summary = pd.DataFrame(
-        {"dataset": ["d1", "d1", "d2"], "target": ["cell", "nucleus", "cell"], "dice_mean": [0.99, 0.95, 0.98]}
+def test_quality_targets_gap_sign_and_rivals():
+    main = pd.DataFrame(
+        {"dataset": ["d1", "d1", "d2", "all"], "target": ["cell", "nucleus", "cell", "cell"], "dice_mean": [0.99, 0.95, 0.98, 0.985]}
     )
-    targets = {"d1": {"cell": 0.985, "nucleus": 0.97}, "d2": {"cell": 0.98, "nucleus": 0.982}}
-    table = report.quality_targets_table(summary, targets).set_index(["dataset", "target"])
-    assert table.loc[("d1", "cell"), "gap"] == pytest.approx(0.005)
-    assert table.loc[("d1", "cell"), "met"]
-    assert table.loc[("d1", "nucleus"), "gap"] == pytest.approx(-0.02)
-    assert not table.loc[("d1", "nucleus"), "met"]
-    assert table.loc[("d2", "cell"), "met"]  # exactly on target counts as met
-    assert np.isnan(table.loc[("d2", "nucleus"), "reached"]) and not table.loc[("d2", "nucleus"), "met"]
+    rival = pd.DataFrame({"dataset": ["d1", "d1"], "target": ["cell", "nucleus"], "dice_mean": [0.99, 0.94]})
+    targets = {"main": {"d1": {"cell": 0.985, "nucleus": 0.97}, "d2": {"cell": 0.98, "nucleus": 0.982}}, "absent": {"d1": {"cell": 0.9}}}
+    table = report.quality_targets_table({"main": main, "rival": rival}, targets, rivals={"main": ["rival"]})
+    by = table.set_index(["model", "requirement", "dataset", "target"])
+    assert by.loc[("main", ">= 0.985", "d1", "cell"), "gap"] == pytest.approx(0.005) and by.loc[("main", ">= 0.985", "d1", "cell"), "met"]
+    assert by.loc[("main", ">= 0.97", "d1", "nucleus"), "gap"] == pytest.approx(-0.02)
+    assert not by.loc[("main", ">= 0.97", "d1", "nucleus"), "met"]
+    assert by.loc[("main", ">= 0.98", "d2", "cell"), "met"]  # exactly on target counts as met
+    assert np.isnan(by.loc[("main", ">= 0.982", "d2", "nucleus"), "reached"]) and not by.loc[("main", ">= 0.982", "d2", "nucleus"), "met"]
+    assert np.isnan(by.loc[("absent", ">= 0.9", "d1", "cell"), "reached"])
+    assert not by.loc[("main", "> rival", "d1", "cell"), "met"]  # a tie does not beat a rival
+    assert by.loc[("main", "> rival", "d1", "nucleus"), "met"]
+    assert len(table[table["requirement"] == "> rival"]) == 2  # shared targets only, never 'all'
 
 
 def test_published_figures_are_marked_quoted():
@@ -251,12 +256,12 @@ def test_comparison_table_labels_training_and_test_data(per_image):
         "d1_to_d2": SimpleNamespace(task="tissue", datasets=(1,), test_datasets=(2,)),
     }
     table = report.comparison_table({"baseline": summary, "main": summary, "d1_to_d2": only_d2}, configs)
-    cross = table[table["trained_on"] != table["tested_on"]]
+    cross = table[table["cross_dataset"]]
     assert set(cross["model"]) == {"d1_to_d2"}
     assert set(cross["dataset"]) == {"d2"}  # its 'all' row repeats d2 and is dropped
     main = table[table["model"] == "main"]
     assert set(main["dataset"]) == {"d1", "d2", "all"} and set(main["tested_on"]) == {"d1+d2"}
-    assert set(table.loc[table["model"] == "baseline", "trained_on"]) == {"d1+d2"}
+    assert set(table.loc[table["model"] == "baseline", "trained_on"]) == {"none (no training)"}
 
 
 # --------------------------------------------------------------------------- inference options
@@ -334,7 +339,7 @@ def test_results_table_has_a_row_per_model_and_test_dataset(per_image):
     configs = {"main": SimpleNamespace(task="tissue", datasets=(1, 2), test_datasets=(1, 2))}
     table = report.results_table(report.comparison_table({"main": summary}, configs))
     targets = [t for t in ("cell", "nucleus", "cytoplasm") if t in set(per_image["target"])]
-    assert list(table.columns) == ["model", "trained_on", "tested_on", *targets, "images"]
-    assert list(zip(table["model"], table["tested_on"])) == [("main", "d1"), ("main", "d2")]
+    assert list(table.columns) == ["model", "trained on", "tested on", *targets, "images"]
+    assert list(zip(table["model"], table["tested on"])) == [("main", "d1"), ("main", "d2")]
     row = summary.set_index(["dataset", "target"]).loc[("d1", "cell")]
     assert table.loc[0, "cell"] == f"{row.dice_mean:.3f} ± {row.dice_std:.3f}"

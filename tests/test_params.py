@@ -49,8 +49,13 @@ def _broken(params, dotted, value):
         ("split.extra", 1, "split.extra: unknown key; split knows seed, test_fraction, val_fraction"),
         ("evaluate.overlay", 3, "evaluate.overlay: unknown key"),
         ("data.source", 5, "data.source: must be a non-empty string, got 5"),
-        ("compare.targets", {"d3": {"cell": 0.9}}, "compare.targets: 'd3' must be a dataset label"),
-        ("compare.targets", {"d1": {"cell": 1.5}}, r"compare.targets: d1.cell: must be a target .* in \(0, 1\], got 1.5"),
+        ("compare.targets", {"main": {"d3": {"cell": 0.9}}}, "compare.targets: main.d3: must be a dataset label"),
+        ("compare.targets", {"main": {"d1": {"cell": 1.5}}}, r"compare.targets: main.d1.cell: must be a target .* in \(0, 1\], got 1.5"),
+        ("compare.targets", {"best": {"d1": {"cell": 0.9}}}, "compare.targets.best: must name a variant"),
+        ("train.augment", True, "train.augment: must be one of none, basic, stain, got True"),
+        ("train.schedule", "step", "train.schedule: must be one of constant, cosine"),
+        ("train.precision", "float16", "train.precision: must be one of auto, float32, mixed_bfloat16"),
+        ("train.warmup_epochs", 25, r"variants.main: warmup_epochs \(25\) must be fewer than epochs"),
         ("crossval.folds", 1.5, "crossval.folds: must be 0"),
     ],
 )
@@ -81,7 +86,7 @@ def test_backbones_are_those_of_segmentation_models():
 def test_variant_overrides_train_defaults(params):
     main, original = run_config(params, "main"), run_config(params, "original")
     assert (main.task, main.datasets, main.test_datasets) == ("tissue", (1, 2), (1, 2))
-    assert (original.task, original.datasets, original.epochs, original.augment) == ("binary", (1,), 15, False)
+    assert (original.task, original.datasets, original.epochs, original.augment) == ("binary", (1,), 15, "none")
     assert run_config(params, "d1_to_d2").test_datasets == (2,)
     assert original.classes == ("background", "cell")
     with pytest.raises(ParamsError, match="variants.nope: no such variant"):

@@ -45,7 +45,9 @@ def project(tmp_path_factory, mirror):
     for overrides in params["variants"].values():
         overrides.pop("epochs", None)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "WBC_DATA_SOURCE": str(mirror), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # The copy's own package, not the checkout's, even though `wbcseg` runs from the checkout's venv.
+    env = {**os.environ, "WBC_DATA_SOURCE": str(mirror), "PYTHONPATH": str(root / "src"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     git = ["git", "-c", "user.name=wbcseg-test", "-c", "user.email=test@wbcseg.invalid"]
     _run(["git", "init", "-q"], root, env)
     _run([sys.executable, "-m", "dvc", "init", "-q"], root, env)

@@ -37,7 +37,7 @@ def build_unet(backbone: str, task: str, input_size: int, encoder_weights: str |
     unet = sm.Unet(
         backbone,
         classes=output_channels(task),
-        activation="sigmoid" if task == "binary" else "softmax",
+        activation="linear",
         encoder_weights=encoder_weights,
         input_shape=(input_size, input_size, 3),
     )
@@ -46,7 +46,10 @@ def build_unet(backbone: str, task: str, input_size: int, encoder_weights: str |
             layer.momentum = BATCH_NORM_MOMENTUM
     inputs = tf.keras.Input((input_size, input_size, 3), name="rgb_0_255")
     scaled = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="inception_scaling")(inputs)
-    return tf.keras.Model(inputs, unet(scaled), name=f"unet_{backbone}_{task}")
+    # The probabilities are computed in float32 even when the network runs in mixed precision:
+    # a softmax (and the loss after it) in bfloat16 loses the small differences training follows.
+    probabilities = tf.keras.layers.Activation("sigmoid" if task == "binary" else "softmax", dtype="float32", name="probabilities")
+    return tf.keras.Model(inputs, probabilities(unet(scaled)), name=f"unet_{backbone}_{task}")
 
 
 class TverskyLoss(sm.base.Loss):
@@ -100,6 +103,14 @@ def compile_model(model: tf.keras.Model, task: str, loss: str, learning_rate) ->
     return model
 
 
+def float32_copy(model: tf.keras.Model, backbone: str, task: str, input_size: int) -> tf.keras.Model:
+    """`model`'s weights in a newly built float32 U-Net: a model trained in mixed precision computes
+    in bfloat16 forever, and what is saved or run for inference must not."""
+    copy = build_unet(backbone, task, input_size)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_model(model: tf.keras.Model, model_dir: str | os.PathLike, card: dict) -> Path:
     """Write `model.keras` (weights and graph, without optimizer state) and the model card.
 
@@ -108,8 +119,7 @@ def save_model(model: tf.keras.Model, model_dir: str | os.PathLike, card: dict) 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     check_card(card, "the model card to save")
-    inference = build_unet(card["backbone"], card["task"], card["input_size"])
-    inference.set_weights(model.get_weights())
+    inference = float32_copy(model, card["backbone"], card["task"], card["input_size"])
     tmp_model = model_dir / f".{MODEL_FILE}.tmp.keras"
     inference.save(tmp_model)
     os.chmod(tmp_model, file_mode())

@@ -19,6 +19,11 @@ from wbcseg.data import DATASETS
 from wbcseg.errors import ParamsError
 
 LOSSES = ("dice_ce", "focal_dice", "focal", "tversky")
+SCHEDULES = ("constant", "cosine")
+#: Augmentation levels (train.augment): see wbcseg.augment.
+AUGMENTATIONS = ("none", "basic", "stain")
+#: Training precisions (train.precision): see train.resolve_training_precision.
+TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 #: Inference precisions (evaluate.precision, `wbcseg predict --precision`): see engine.resolve_precision.
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: Inference engines (evaluate.engine, `wbcseg predict --engine`): see engine.resolve_engine.
@@ -111,13 +116,16 @@ def _encoder_weights(value):
 
 def _targets(value):
     if not isinstance(value, dict):
-        return f"must map dataset labels (d1, d2) to {{target: minimum Dice}}, got {value!r}"
-    for dataset, by_target in value.items():
-        if dataset not in [f"d{d}" for d in DATASETS] or not isinstance(by_target, dict):
-            return f"{dataset!r} must be a dataset label (d1, d2) mapped to {{target: minimum Dice}}"
-        for target, required in by_target.items():
-            if target not in TASK_TARGETS["tissue"] or not (_is_number(required) and 0 < required <= 1):
-                return f"{dataset}.{target}: must be a target ({', '.join(TASK_TARGETS['tissue'])}) with a Dice in (0, 1], got {required!r}"
+        return f"must map variants to {{dataset label: {{target: minimum Dice}}}}, got {value!r}"
+    for variant, by_dataset in value.items():
+        if not isinstance(by_dataset, dict):
+            return f"{variant}: must map dataset labels (d1, d2) to {{target: minimum Dice}}"
+        for dataset, by_target in by_dataset.items():
+            if dataset not in [f"d{d}" for d in DATASETS] or not isinstance(by_target, dict):
+                return f"{variant}.{dataset}: must be a dataset label (d1, d2) mapped to {{target: minimum Dice}}"
+            for target, required in by_target.items():
+                if target not in TASK_TARGETS["tissue"] or not (_is_number(required) and 0 < required <= 1):
+                    return f"{variant}.{dataset}.{target}: must be a target ({', '.join(TASK_TARGETS['tissue'])}) with a Dice in (0, 1], got {required!r}"
 
 
 def _datasets(value):
@@ -137,8 +145,12 @@ SCHEMA = {
         "epochs": _whole(1),
         "batch_size": _whole(1),
         "learning_rate": _positive,
+        "schedule": _one_of(SCHEDULES),
+        "warmup_epochs": _whole(0),
         "loss": _one_of(LOSSES),
-        "augment": _boolean,
+        "augment": _one_of(AUGMENTATIONS),
+        "precision": _one_of(TRAINING_PRECISIONS),
+        "deterministic": _boolean,
         "seed": _whole(0),
     },
     "evaluate": {
@@ -178,6 +190,9 @@ def _check_variants(params: dict) -> None:
         if not isinstance(overrides, dict):
             raise ParamsError(f"variants.{name}: must be a mapping of train keys to override")
         _check_group(overrides, SCHEMA["train"], f"variants.{name}", complete=False)
+        run = {**params["train"], **overrides}
+        if run["warmup_epochs"] >= run["epochs"]:
+            raise ParamsError(f"variants.{name}: warmup_epochs ({run['warmup_epochs']}) must be fewer than epochs ({run['epochs']})")
 
 
 def check_params(params) -> None:
@@ -195,6 +210,9 @@ def check_params(params) -> None:
     if params["split"]["test_fraction"] + params["split"]["val_fraction"] >= 0.9:
         raise ParamsError("split: test_fraction + val_fraction leaves too few training images")
     _check_variants(params)
+    for variant in params["compare"]["targets"]:
+        if variant not in params["variants"]:
+            raise ParamsError(f"compare.targets.{variant}: must name a variant of params.yaml")
     if params["crossval"]["variant"] not in params["variants"]:
         raise ParamsError(f"crossval.variant: must name a variant of params.yaml, got {params['crossval']['variant']!r}")
 
@@ -226,8 +244,12 @@ class RunConfig:
     epochs: int
     batch_size: int
     learning_rate: float
+    schedule: str
+    warmup_epochs: int
     loss: str
-    augment: bool
+    augment: str
+    precision: str
+    deterministic: bool
     seed: int
     backbone: str
     encoder_weights: str | None
@@ -259,8 +281,12 @@ def run_config(params: dict, variant: str = "main") -> RunConfig:
         epochs=run["epochs"],
         batch_size=run["batch_size"],
         learning_rate=float(run["learning_rate"]),
+        schedule=run["schedule"],
+        warmup_epochs=run["warmup_epochs"],
         loss=run["loss"],
         augment=run["augment"],
+        precision=run["precision"],
+        deterministic=run["deterministic"],
         seed=run["seed"],
         backbone=model["backbone"],
         encoder_weights=model["encoder_weights"],

@@ -51,8 +51,8 @@ def datasets_label(datasets) -> str:
 def comparison_table(summaries: dict[str, pd.DataFrame], configs: dict) -> pd.DataFrame:
     """One row per model x dataset x target with mean Dice, IoU and HD95, beside what the model
     was trained on and tested on ('d1', 'd1+d2'). `configs` maps model names to params.RunConfig;
-    a summary without a config (the classical baseline) is taken to be tuned on the train split
-    and tested on the test split of the datasets it was summarised over. An 'all' row is kept only
+    a summary without a config (the classical baseline) is untrained and taken to be tested on the
+    test split of the datasets it was summarised over. An 'all' row is kept only
     where a model was tested on more than one dataset."""
     tables = []
     for name, summary in summaries.items():
@@ -64,29 +64,50 @@ def comparison_table(summaries: dict[str, pd.DataFrame], configs: dict) -> pd.Da
             rows.assign(
                 model=name,
                 task=config.task if config else ("tissue" if "nucleus" in set(summary["target"]) else "binary"),
-                trained_on=datasets_label(config.datasets if config else tested),
+                trained_on=datasets_label(config.datasets) if config else "none (no training)",
                 tested_on=datasets_label(config.test_datasets if config else tested),
+                cross_dataset=bool(config) and set(config.datasets) != set(config.test_datasets),
             )
         )
-    columns = ["model", "task", "trained_on", "tested_on", "dataset", "target",
+    columns = ["model", "task", "trained_on", "tested_on", "cross_dataset", "dataset", "target",
                "dice_mean", "dice_std", "iou_mean", "hd95_mean", "n_images"]
     return pd.concat(tables, ignore_index=True)[columns]
 
 
-def quality_targets_table(summary: pd.DataFrame, targets: dict) -> pd.DataFrame:
-    """The quality targets (params.yaml `compare.targets`: {dataset: {target: minimum mean Dice}})
-    beside the mean Dice reached: met (bool) and gap (reached - required; negative means short of
-    the target, NaN when not evaluated)."""
-    reached = summary.set_index(["dataset", "target"])["dice_mean"]
-    table = pd.DataFrame(
-        [{"dataset": dataset, "target": target, "metric": "dice", "required": float(required)}
-         for dataset, by_target in targets.items() for target, required in by_target.items()],
-        columns=["dataset", "target", "metric", "required"],
-    )
-    table["reached"] = [reached.get((dataset, target), np.nan) for dataset, target in zip(table["dataset"], table["target"])]
+def quality_targets_table(summaries: dict[str, pd.DataFrame], targets: dict, rivals: dict | None = None) -> pd.DataFrame:
+    """The quality targets beside the mean Dice reached, one row per model, dataset and target:
+    met (bool) and gap (reached - required; negative is short of the target, NaN where not evaluated).
+
+    `targets` is params.yaml's `compare.targets`: {model: {dataset: {target: minimum mean Dice}}}.
+    `rivals` ({model: [other models]}) adds rows requiring the model to beat each other model on
+    every dataset and target they share (required is then the rival's Dice, and met needs more).
+    """
+    def reached(model, dataset, target):
+        if model not in summaries:
+            return np.nan
+        found = summaries[model].set_index(["dataset", "target"])["dice_mean"]
+        return found.get((dataset, target), np.nan)
+
+    rows = [
+        {"model": model, "dataset": dataset, "target": target, "requirement": f">= {required:g}", "required": float(required),
+         "reached": reached(model, dataset, target), "strict": False}
+        for model, by_dataset in targets.items() for dataset, by_target in by_dataset.items() for target, required in by_target.items()
+    ]
+    for model, others in (rivals or {}).items():
+        for other in others:
+            if model not in summaries or other not in summaries:
+                continue
+            mine = summaries[model][summaries[model]["dataset"] != ALL_DATASETS]
+            shared = mine.merge(summaries[other], on=["dataset", "target"], suffixes=("", "_other"))
+            rows += [
+                {"model": model, "dataset": row.dataset, "target": row.target, "requirement": f"> {other}",
+                 "required": row.dice_mean_other, "reached": row.dice_mean, "strict": True}
+                for row in shared.itertuples()
+            ]
+    table = pd.DataFrame(rows, columns=["model", "dataset", "target", "requirement", "required", "reached", "strict"])
     table["gap"] = table["reached"] - table["required"]
-    table["met"] = table["gap"] >= 0
-    return table
+    table["met"] = np.where(table["strict"], table["gap"] > 0, table["gap"] >= 0)
+    return table.drop(columns="strict")
 
 
 def results_table(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -99,6 +120,6 @@ def results_table(comparison: pd.DataFrame) -> pd.DataFrame:
     table = rows.pivot_table(
         index=["model", "trained_on", "dataset", "n_images"], columns="target", values="dice", aggfunc="first", sort=False
     ).reset_index()
-    table = table.rename(columns={"dataset": "tested_on", "n_images": "images"})
     targets = [t for t in ("cell", "nucleus", "cytoplasm") if t in table]
-    return table[["model", "trained_on", "tested_on", *targets, "images"]].fillna("—")
+    table = table[["model", "trained_on", "dataset", *targets, "n_images"]].fillna("—")
+    return table.rename(columns={"trained_on": "trained on", "dataset": "tested on", "n_images": "images"})

@@ -86,3 +86,12 @@ def headline_metrics(summary: pd.DataFrame, protocol: str) -> dict:
         entry["hd95_nan"] = int(row.hd95_nan)
         out.setdefault(row.dataset, {})[row.target] = entry
     return out
+
+
+def mean_dice(summary: pd.DataFrame, protocol: str) -> dict:
+    """{protocol, <dataset>: {<target>: mean Dice}} per dataset (no 'all'): compact enough for DVC
+    metrics that experiments are compared by."""
+    out: dict = {"protocol": protocol}
+    for row in summary[summary["dataset"] != ALL_DATASETS].itertuples(index=False):
+        out.setdefault(row.dataset, {})[row.target] = json_number(row.dice_mean)
+    return out

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,13 @@ import pandas as pd
 from wbcseg.augment import training_augmentation
 from wbcseg.backend import tf
 from wbcseg.card import make_card
-from wbcseg.network import build_unet, compile_model, save_model
+from wbcseg.engine import native_bfloat16
+from wbcseg.network import build_unet, compile_model, float32_copy, save_model
+from wbcseg.params import TRAINING_PRECISIONS
+
+#: Where the cosine schedule ends, as a fraction of the peak learning rate: near zero, so the last
+#: epochs refine rather than jump.
+FINAL_LR_FRACTION = 0.01
 
 
 def make_dataset(
@@ -22,28 +30,36 @@ def make_dataset(
     labels: np.ndarray,
     task: str,
     batch_size: int,
-    augment: bool = False,
+    augment: str = "none",
     shuffle: bool = False,
     seed: int = 0,
 ) -> tf.data.Dataset:
-    """A batched, prefetched tf.data pipeline of (RGB 0-255 float32, target) pairs."""
+    """A batched, prefetched tf.data pipeline of (RGB 0-255 float32, target) pairs.
+
+    Each image's augmentation is drawn from its own seed, which comes from a seeded stream that
+    changes every epoch: the same seed gives the same batches, however the map's threads interleave.
+    """
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    if augment:
-        pipeline = training_augmentation(seed)
+    if augment != "none":
+        pipelines = threading.local()  # building a pipeline costs more than applying it: one per thread
 
-        def _augment(image, label):
-            out = pipeline(image=image, mask=label)
+        def _augment(image, label, element_seed):
+            if not hasattr(pipelines, "compose"):
+                pipelines.compose = training_augmentation(augment)
+            pipelines.compose.set_random_seed(int(element_seed) % 2**32)
+            out = pipelines.compose(image=image, mask=label)
             return out["image"], out["mask"]
 
-        def _tf_augment(image, label):
-            image, label = tf.numpy_function(_augment, [image, label], [tf.uint8, tf.uint8])
+        def _tf_augment(pair, element_seed):
+            image, label = tf.numpy_function(_augment, [*pair, element_seed], [tf.uint8, tf.uint8])
             image.set_shape(images.shape[1:])
             label.set_shape(labels.shape[1:])
             return image, label
 
-        dataset = dataset.map(_tf_augment, num_parallel_calls=tf.data.AUTOTUNE)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(_tf_augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     n_classes = 1 if task == "binary" else 3
 
     def _to_targets(image, label):
@@ -54,6 +70,43 @@ def make_dataset(
         return tf.cast(image, tf.float32), target
 
     return dataset.map(_to_targets, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def learning_rate(config, steps_per_epoch: int):
+    """The learning rate of `config`: a constant, or (`cosine`) a linear warm-up over
+    `warmup_epochs` followed by a cosine decay to FINAL_LR_FRACTION of it at the last step."""
+    if config.schedule == "constant":
+        return config.learning_rate
+    warmup = config.warmup_epochs * steps_per_epoch
+    return tf.keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(1, (config.epochs - config.warmup_epochs) * steps_per_epoch),
+        alpha=FINAL_LR_FRACTION,
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def resolve_training_precision(precision: str) -> str:
+    """'float32' or 'mixed_bfloat16'; 'auto' is mixed_bfloat16 on a CPU with native bfloat16 and
+    no GPU (where it is faster), float32 elsewhere."""
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"unknown training precision {precision!r}; choose {', '.join(TRAINING_PRECISIONS)}")
+    if precision == "auto":
+        return "mixed_bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
+@contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy set to `name` for the block: models built in it compute in that
+    precision (their variables stay float32), and models built afterwards are float32 again."""
+    before = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(before)
 
 
 class EpochLine(tf.keras.callbacks.Callback):
@@ -85,19 +138,17 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
 
     The weights of the epoch with the best validation Dice are kept. Per-epoch metrics go to
     DVCLive at `live_dir` (for `dvc plots`), and, with `progress`, one line per epoch to stdout.
-    Returns (model, history DataFrame).
+    With `config.deterministic`, TensorFlow's ops run deterministically (for the rest of the
+    process): the same seed then gives the same model on the same machine. Returns (model,
+    history DataFrame).
     """
     tf.keras.utils.set_random_seed(config.seed)
-    model = build_unet(config.backbone, config.task, config.input_size, config.encoder_weights)
-    compile_model(model, config.task, config.loss, config.learning_rate)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     train_ds = make_dataset(train["images"], train["labels"], config.task, config.batch_size,
                             augment=config.augment, shuffle=True, seed=config.seed)
     val_ds = make_dataset(val["images"], val["labels"], config.task, config.batch_size)
-    callbacks = [
-        tf.keras.callbacks.EarlyStopping(
-            monitor="val_dice", mode="max", patience=config.epochs, restore_best_weights=True
-        )
-    ]
+    callbacks = [tf.keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=config.epochs, restore_best_weights=True)]
     if progress:
         callbacks.append(EpochLine(config.epochs, label=f"{config.variant}: "))
     if live_dir is not None:
@@ -105,9 +156,14 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
         from dvclive.keras import DVCLiveCallback
 
         callbacks.append(DVCLiveCallback(live=Live(str(live_dir), dvcyaml=None, save_dvc_exp=False)))
-    # shuffle=False: the tf.data pipeline shuffles; Keras cannot shuffle a Dataset itself
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-                        verbose=0, shuffle=False)
+    precision = resolve_training_precision(config.precision)
+    with dtype_policy(precision):
+        model = build_unet(config.backbone, config.task, config.input_size, config.encoder_weights)
+        compile_model(model, config.task, config.loss, learning_rate(config, steps_per_epoch=-(-len(train["images"]) // config.batch_size)))
+        # shuffle=False: the tf.data pipeline shuffles; Keras cannot shuffle a Dataset itself
+        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)
+    if precision != "float32":  # the best weights in a float32 model, as inference and saving expect
+        model = float32_copy(model, config.backbone, config.task, config.input_size)
     table = pd.DataFrame(history.history)
     table.index = pd.RangeIndex(1, len(table) + 1, name="epoch")
     return model, table
