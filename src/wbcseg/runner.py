@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -56,6 +57,10 @@ def kernel_manager():
 
     with tempfile.TemporaryDirectory(prefix="wbcseg-kernel-") as sockets:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        # ipykernel copies what native code writes to its file descriptors both into the notebook
+        # and onto the kernel's own stdout and stderr; the notebook's copy reaches the console
+        # through ConsoleLines, filtered, so the kernel's own streams would only print it twice.
+        km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             yield km
         finally:
