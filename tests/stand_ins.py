@@ -33,7 +33,7 @@ def tiny_config(**changes):
 
     settings = dict(
         variant="test", task="tissue", datasets=(1,), test_datasets=(1,), epochs=1, batch_size=2, learning_rate=1e-3,
-        schedule="constant", warmup_epochs=0, loss="dice_ce", augment="none", precision="float32", deterministic=False,
+        schedule="constant", warmup_epochs=0, loss="dice_ce", augment="none", balance=False, precision="float32", deterministic=False,
         seed=0, backbone="inceptionv3", encoder_weights=None, input_size=96,
     )
     return RunConfig(**{**settings, **changes})

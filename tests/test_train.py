@@ -80,11 +80,11 @@ def test_mixed_precision_computes_in_bfloat16_but_returns_float32_probabilities(
 def test_train_and_save_writes_model_card_and_dvclive(tmp_path, cell_image, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # DVCLive looks for a DVC repository from the working directory
     arrays = _arrays(cell_image)
-    config = tiny_config(augment="basic", schedule="cosine", epochs=2, warmup_epochs=1)
+    config = tiny_config(augment="basic", schedule="cosine", epochs=2, warmup_epochs=1, precision="mixed_bfloat16")
     model, history, card = train.train_and_save(config, arrays, arrays, tmp_path / "model", live_dir=tmp_path / "live")
     assert list(history.index) == [1, 2] and {"loss", "val_loss", "dice", "val_dice"} <= set(history)
     assert card["best_epoch"] in (1, 2) and card["n_train"] == 4 and "dice" in card["val_metrics"]
-    assert card["train_params"]["schedule"] == "cosine"
+    assert card["train_params"]["schedule"] == "cosine" and model.layers[2].layers[1].compute_dtype == "float32"
     reloaded, saved_card = network.load_model(tmp_path / "model")
     assert saved_card["train_params"]["epochs"] == 2
     np.testing.assert_allclose(reloaded.predict(arrays["images"][:1], verbose=0), model.predict(arrays["images"][:1], verbose=0), atol=1e-5)
@@ -124,3 +124,15 @@ def test_a_deterministic_run_repeats_exactly(mirror, precision):
         assert result.returncode == 0, result.stderr[-3000:]
         digests.append(result.stdout.strip().splitlines()[-1])
     assert digests[0] == digests[1]
+
+
+def test_balanced_epochs_draw_each_dataset_in_equal_shares():
+    images = np.zeros((40, 96, 96, 3), np.uint8)
+    images[:30, 0, 0, 0] = 1  # dataset 1: 30 images marked 1, dataset 2: 10 images marked 2
+    images[30:, 0, 0, 0] = 2
+    groups = np.array([1] * 30 + [2] * 10)
+    dataset = train.make_dataset(images, np.zeros((40, 96, 96), np.uint8), "tissue", 8, shuffle=True, seed=0, groups=groups)
+    epoch = np.concatenate([batch[:, 0, 0, 0] for batch in _epoch(dataset)])
+    assert len(epoch) == 40 and 12 <= (epoch == 2).sum() <= 28  # about half, not a quarter
+    plain = np.concatenate([batch[:, 0, 0, 0] for batch in _epoch(train.make_dataset(images, np.zeros((40, 96, 96), np.uint8), "tissue", 8))])
+    assert (plain == 2).sum() == 10

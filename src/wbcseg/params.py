@@ -149,6 +149,7 @@ SCHEMA = {
         "warmup_epochs": _whole(0),
         "loss": _one_of(LOSSES),
         "augment": _one_of(AUGMENTATIONS),
+        "balance": _boolean,
         "precision": _one_of(TRAINING_PRECISIONS),
         "deterministic": _boolean,
         "seed": _whole(0),
@@ -248,6 +249,7 @@ class RunConfig:
     warmup_epochs: int
     loss: str
     augment: str
+    balance: bool
     precision: str
     deterministic: bool
     seed: int
@@ -285,6 +287,7 @@ def run_config(params: dict, variant: str = "main") -> RunConfig:
         warmup_epochs=run["warmup_epochs"],
         loss=run["loss"],
         augment=run["augment"],
+        balance=run["balance"],
         precision=run["precision"],
         deterministic=run["deterministic"],
         seed=run["seed"],

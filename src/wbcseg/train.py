@@ -33,15 +33,28 @@ def make_dataset(
     augment: str = "none",
     shuffle: bool = False,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """A batched, prefetched tf.data pipeline of (RGB 0-255 float32, target) pairs.
 
-    Each image's augmentation is drawn from its own seed, which comes from a seeded stream that
-    changes every epoch: the same seed gives the same batches, however the map's threads interleave.
+    With `groups` (the dataset of each image), an epoch draws as many images as there are, from
+    each group in equal shares, instead of each image once: a small dataset is seen as often as a
+    large one. Each image's augmentation is drawn from its own seed, which comes from a seeded
+    stream that changes every epoch: the same seed gives the same batches, however the map's
+    threads interleave.
     """
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if groups is not None and len(np.unique(groups)) > 1:
+        parts = [
+            tf.data.Dataset.from_tensor_slices((images[groups == group], labels[groups == group]))
+            .shuffle(int((groups == group).sum()), seed=seed + i, reshuffle_each_iteration=True)
+            .repeat()
+            for i, group in enumerate(np.unique(groups))
+        ]
+        dataset = tf.data.Dataset.sample_from_datasets(parts, seed=seed, rerandomize_each_iteration=True).take(len(images))
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+        if shuffle:
+            dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if augment != "none":
         pipelines = threading.local()  # building a pipeline costs more than applying it: one per thread
 
@@ -145,8 +158,8 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
     tf.keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    train_ds = make_dataset(train["images"], train["labels"], config.task, config.batch_size,
-                            augment=config.augment, shuffle=True, seed=config.seed)
+    train_ds = make_dataset(train["images"], train["labels"], config.task, config.batch_size, augment=config.augment,
+                            shuffle=True, seed=config.seed, groups=train.get("dataset") if config.balance else None)
     val_ds = make_dataset(val["images"], val["labels"], config.task, config.batch_size)
     callbacks = [tf.keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=config.epochs, restore_best_weights=True)]
     if progress:
@@ -164,6 +177,7 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)
     if precision != "float32":  # the best weights in a float32 model, as inference and saving expect
         model = float32_copy(model, config.backbone, config.task, config.input_size)
+        compile_model(model, config.task, config.loss, config.learning_rate)
     table = pd.DataFrame(history.history)
     table.index = pd.RangeIndex(1, len(table) + 1, name="epoch")
     return model, table
