@@ -144,17 +144,21 @@ def dice_text(mean, std=None) -> str:
     return f"{mean:.3f}" if std is None or pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
 
 
-def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """A `scoring.summarize` table narrow enough for a page: Dice as mean ± sd, then the means of the other metrics."""
+def _narrow(summary: pd.DataFrame, dice: tuple[str, str, str], columns: dict[str, str]) -> pd.DataFrame:
+    """Dataset, target, Dice as 'mean ± sd' (heading, mean column, sd column), then `columns` (heading: column)."""
+    heading, mean, sd = dice
     return pd.DataFrame({
         "dataset": summary["dataset"],
         "target": summary["target"],
-        "Dice (mean ± sd)": [dice_text(m, s) for m, s in zip(summary["dice_mean"], summary["dice_std"])],
-        "IoU": summary["iou_mean"],
-        "precision": summary["precision_mean"],
-        "recall": summary["recall_mean"],
-        "HD95 (px)": summary["hd95_mean"],
-        "images": summary["n_images"],
+        heading: [dice_text(m, s) for m, s in zip(summary[mean], summary[sd])],
+        **{name: summary[column] for name, column in columns.items()},
+    })
+
+
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """A `scoring.summarize` table narrow enough for a page: Dice as mean ± sd, then the means of the other metrics."""
+    return _narrow(summary, ("Dice (mean ± sd)", "dice_mean", "dice_std"), {
+        "IoU": "iou_mean", "precision": "precision_mean", "recall": "recall_mean", "HD95 (px)": "hd95_mean", "images": "n_images",
     })
 
 
@@ -235,16 +239,10 @@ def crossval_findings(summary: pd.DataFrame, folds: int, variant: str, n_images:
 
 def crossval_table(summary: pd.DataFrame) -> pd.DataFrame:
     """A `crossval.crossval_summary` table narrow enough for a page: Dice over folds as mean ± sd of
-    the fold means, their range, the mean whole-region HD95, folds and images."""
-    return pd.DataFrame({
-        "dataset": summary["dataset"],
-        "target": summary["target"],
-        "Dice over folds (mean ± sd)": [dice_text(m, s) for m, s in zip(summary["dice_mean_over_folds"], summary["dice_std_over_folds"])],
-        "lowest fold": summary["dice_min_over_folds"],
-        "highest fold": summary["dice_max_over_folds"],
-        "HD95 (px)": summary["hd95_mean_over_folds"],
-        "folds": summary["folds"],
-        "images": summary["n_images"],
+    the fold means, their range, the mean HD95, folds and images."""
+    return _narrow(summary, ("Dice over folds (mean ± sd)", "dice_mean_over_folds", "dice_std_over_folds"), {
+        "lowest fold": "dice_min_over_folds", "highest fold": "dice_max_over_folds", "HD95 (px)": "hd95_mean_over_folds",
+        "folds": "folds", "images": "n_images",
     })
 
 
