@@ -21,8 +21,8 @@ RANKS = {
     1: ["data", "backend"],
     2: ["params", "split", "preprocess", "augment", "metrics", "postprocess"],
     3: ["card", "scoring", "measure", "overlay", "files"],
-    4: ["network", "baseline", "report", "viz"],
-    5: ["engine"],
+    4: ["network", "baseline", "report", "viz", "findings"],
+    5: ["engine", "model_package"],
     6: ["segmenter"],
     7: ["batch", "train"],
     8: ["evaluate"],
@@ -32,7 +32,7 @@ RANKS = {
 }
 RANK = {module: rank for rank, modules in RANKS.items() for module in modules}
 #: Modules whose import must not load TensorFlow: checking params, reading a card, the CLI's parser.
-LIGHT = ["wbcseg.params", "wbcseg.card", "wbcseg.data", "wbcseg.files", "wbcseg.scoring", "wbcseg.report", "wbcseg.runner", "wbcseg.cli"]
+LIGHT = ["wbcseg.params", "wbcseg.card", "wbcseg.data", "wbcseg.files", "wbcseg.scoring", "wbcseg.report", "wbcseg.findings", "wbcseg.runner", "wbcseg.cli"]
 
 
 def package_imports(source: str) -> set[str]:
@@ -40,8 +40,8 @@ def package_imports(source: str) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "wbcseg":
-                found.update(alias.name for alias in node.names)
+            if node.module == "wbcseg":  # modules, not the package's own names such as __version__
+                found.update(alias.name for alias in node.names if (PACKAGE / f"{alias.name}.py").is_file())
             elif node.module.startswith("wbcseg."):
                 found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):

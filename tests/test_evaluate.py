@@ -155,6 +155,26 @@ def test_evaluate_labels_refuses_model_size_predictions(written_samples):
         scoring.evaluate_labels([class_map], samples, "tissue")
 
 
+def test_confusion_counts_truth_rows_prediction_columns():
+    truth = np.array([[0, 0, 1, 2]])
+    pred = np.array([[0, 1, 1, 1]])
+    np.testing.assert_array_equal(metrics.confusion_counts(pred, truth, 3), [[1, 1, 0], [0, 1, 0], [0, 1, 0]])
+    with pytest.raises(ValueError, match="same resolution"):
+        metrics.confusion_counts(pred[:, :2], truth, 3)
+
+
+@pytest.mark.parametrize("task, classes_", [("tissue", ["background", "cytoplasm", "nucleus"]), ("binary", ["background", "cell"])])
+def test_pixel_confusion_sums_every_pixel_in_the_task_classes(written_samples, task, classes_):
+    samples, _, class_map = written_samples
+    missed_cytoplasm = np.where(class_map == 1, 0, class_map) if task == "tissue" else (class_map == 2).astype(np.uint8)
+    truth = class_map if task == "tissue" else (class_map > 0).astype(np.uint8)
+    confusion = scoring.pixel_confusion([truth, missed_cytoplasm], samples, task)
+    assert list(confusion.index) == list(confusion.columns) == classes_
+    assert confusion.to_numpy().sum() == 2 * class_map.size
+    assert confusion.loc[classes_[1], "background"] == (class_map == 1).sum()  # the second image's missed cytoplasm
+    assert confusion.loc["background", "background"] == 2 * (class_map == 0).sum()
+
+
 def test_evaluate_images_drives_segment_many(written_samples):
     samples, image, class_map = written_samples
 
@@ -321,17 +341,6 @@ def test_crossval_summary_spreads_fold_means():
     assert d1["dice_std_over_folds"] == pytest.approx(np.std([0.85, 0.65], ddof=1))
     assert (d1["dice_min_over_folds"], d1["dice_max_over_folds"]) == pytest.approx((0.65, 0.85))
     assert d1["folds"] == 2 and d1["n_images"] == 4
-
-
-def test_comparison_metrics_is_compact_per_dataset(per_image):
-    summary = scoring.summarize(per_image)
-    out = report.comparison_metrics({"main": summary, "other": summary[summary["dataset"] == "d1"]}, "held-out")
-    assert out["protocol"] == "held-out"
-    assert set(out["main"]) == {"d1", "d2"}  # no pooled 'all' row
-    cell = out["main"]["d1"]["cell"]
-    assert set(cell) == {"dice", "iou", "hd95"}
-    assert (cell["dice"], cell["hd95"]) == (pytest.approx(0.9), pytest.approx(2.0))
-    assert set(out["other"]) == {"d1"}
 
 
 def test_results_table_has_a_row_per_model_and_test_dataset(per_image):

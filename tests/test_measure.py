@@ -7,7 +7,7 @@ import pytest
 
 from wbcseg.classes import mask_to_png_values
 from wbcseg.measure import measure, measurement_columns
-from wbcseg.overlay import OVERLAY_ALPHA, OVERLAY_COLOURS, overlay
+from wbcseg.overlay import OVERLAY_ALPHA, OVERLAY_COLOURS, legend_strip, overlay, overlay_with_legend
 
 
 def test_mask_to_png_values():
@@ -62,3 +62,18 @@ def test_overlay_tints_and_outlines_the_cell_only():
     np.testing.assert_array_equal(out[1, 1], colours[1])  # cytoplasm outline
     np.testing.assert_array_equal(out[4, 4], colours[2])  # the nucleus is all outline
     np.testing.assert_array_equal(out[2, 2], np.floor(200 * (1 - OVERLAY_ALPHA) + colours[1] * OVERLAY_ALPHA + 0.5))
+
+
+@pytest.mark.parametrize("width, task, rows", [(300, "tissue", 1), (120, "tissue", 2), (40, "binary", 1)])
+def test_the_legend_sits_below_the_image_with_a_swatch_per_class(width, task, rows):
+    image = np.full((50, width, 3), 200, np.uint8)
+    labels = np.zeros((50, width), np.uint8)
+    out = overlay_with_legend(image, labels, task)
+    strip = legend_strip(width, task)
+    assert out.shape == (50 + strip.shape[0], width, 3)
+    np.testing.assert_array_equal(out[:50], overlay(image, labels, task))  # the image is not covered
+    for colour in OVERLAY_COLOURS[task][1:]:
+        assert (strip == colour).all(axis=-1).sum() >= 16, colour  # a filled swatch, at least 4x4
+    swatch_rows = np.flatnonzero((strip == OVERLAY_COLOURS[task][1]).all(axis=-1).any(axis=1))
+    assert (strip.shape[0] > 2 * len(swatch_rows)) == (rows == 2)  # narrow images stack the classes
+    assert (strip[:, -1] == 255).all()  # nothing drawn past the edge

@@ -27,6 +27,7 @@ from wbcseg.card import CARD_FILE, MODEL_FILE, TEST_METRICS_FILE
 from wbcseg.data import read_mask
 from wbcseg.files import LOCK_FILE, OutputFolder
 from wbcseg.measure import measurement_columns
+from wbcseg.overlay import legend_strip
 from wbcseg.segmenter import DEFAULT_BATCH_SIZE, Segmenter
 
 from stand_ins import ColourModel
@@ -298,7 +299,9 @@ def test_masks_and_overlays_at_native_size_without_collisions(tissue_run):
         grey = np.asarray(Image.open(out / "masks" / f"{name}.png"))
         assert grey.shape == tissue_run["good"][rel] and set(np.unique(grey)) <= {0, 128, 255}
         read_mask(out / "masks" / f"{name}.png", shape=tissue_run["good"][rel])  # the dataset's convention
-        assert np.asarray(Image.open(out / "overlays" / f"{name}.png")).shape == (*tissue_run["good"][rel], 3)
+        h, w = tissue_run["good"][rel]
+        overlaid = np.asarray(Image.open(out / "overlays" / f"{name}.png"))
+        assert overlaid.shape == (h + legend_strip(w, "tissue").shape[0], w, 3)  # the legend below the image
 
 
 def test_measurements_csv_has_one_row_per_image(tissue_run):

@@ -77,6 +77,7 @@ def test_mixed_precision_computes_in_bfloat16_but_returns_float32_probabilities(
     np.testing.assert_array_equal(copy.get_weights()[0], model.get_weights()[0])
 
 
+@pytest.mark.slow
 def test_train_and_save_writes_model_card_and_dvclive(tmp_path, cell_image, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # DVCLive looks for a DVC repository from the working directory
     arrays = _arrays(cell_image)

@@ -71,6 +71,27 @@ def test_metric_boxplots_builds_with_nan_hd95():
     assert len(fig.axes) == 2
 
 
+def test_comparison_and_targets_figures_build():
+    table = pd.DataFrame({
+        "model": ["main", "main", "main", "d1_to_d2"], "dataset": ["d1", "d2", "all", "d2"], "target": ["cell"] * 4,
+        "dice_mean": [0.97, 0.95, 0.96, 0.8], "dice_std": [0.01, 0.02, 0.02, np.nan],
+    })
+    fig = viz.dice_comparison(table)
+    assert [ax.get_title() for ax in fig.axes] == ["tested on d1", "tested on d2"]  # the pooled rows are left out
+    assert len(fig.axes[1].patches) == 2
+    targets = pd.DataFrame({"model": ["main", "main"], "requirement": [">= 0.98", ">= 0.97"],
+                            "dataset": ["d1", "d2"], "target": ["cell", "nucleus"], "required": [0.98, 0.97],
+                            "reached": [0.99, np.nan], "gap": [0.01, np.nan], "met": [True, False]})
+    fig = viz.quality_targets_chart(targets)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["+0.010"]
+
+
+def test_confusion_figure_writes_row_shares():
+    confusion = pd.DataFrame([[8, 2], [0, 0]], index=["background", "cell"], columns=["background", "cell"])
+    fig = viz.confusion_figure(confusion)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0.800", "0.200", "0.000", "0.000"]  # an empty class is no error
+
+
 def test_exploration_figures_build_and_save(mirror, tmp_path):
     samples = list_samples(mirror).groupby("dataset").head(2)
     stats = image_stats(samples)

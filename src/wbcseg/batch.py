@@ -23,7 +23,7 @@ from wbcseg.backend import tf
 from wbcseg.classes import mask_to_png_values
 from wbcseg.files import DEFAULT_MAX_MEGAPIXELS, MeasurementsTable, OutputFolder, output_names, read_input_image, write_png
 from wbcseg.measure import measurement_columns
-from wbcseg.overlay import overlay
+from wbcseg.overlay import overlay_with_legend
 from wbcseg.preprocess import resize_image
 from wbcseg.segmenter import DEFAULT_BATCH_SIZE, Segmenter
 
@@ -48,7 +48,7 @@ def write_outputs(image: np.ndarray, labels: np.ndarray, measurements: dict, tas
     mask_path = out_dir / MASKS_DIR / f"{name}.png"
     overlay_path = out_dir / OVERLAYS_DIR / f"{name}.png"
     write_png(mask_to_png_values(labels, task), mask_path)
-    write_png(overlay(image, labels, task), overlay_path)
+    write_png(overlay_with_legend(image, labels, task), overlay_path)
     return {
         "image": str(source),
         "mask": mask_path.relative_to(out_dir).as_posix(),

@@ -90,6 +90,24 @@ def _predict(args) -> int:
     return 1 if failed else 0
 
 
+def _export(args) -> int:
+    from wbcseg.card import read_model_dir
+
+    read_model_dir(args.model)  # a bad model directory stops us before TensorFlow loads
+    from wbcseg.model_package import DEFAULT_AUTHORS, check_package, export_bioimageio
+
+    package = export_bioimageio(args.model, args.out, args.sample, authors=args.author or DEFAULT_AUTHORS, repository=args.repository)
+    print(f"wrote {package}")
+    if not args.check:
+        return 0
+    summary = check_package(package)
+    if summary.status != "passed":
+        print(summary.format(), file=sys.stderr)
+        return 1
+    print(f"{package}: passed bioimageio.core's test routine")
+    return 0
+
+
 def _positive(kind):
     def parse(text: str):
         value = kind(text)
@@ -156,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="segment new images with a trained model")
     _predict_arguments(predict)
     predict.set_defaults(func=_predict)
+
+    export = commands.add_parser("export", help="package a trained model for others (a bioimage.io model zoo .zip)")
+    export.add_argument("model", metavar="MODEL_DIR", help="a trained model directory (model.keras + model_card.json)")
+    export.add_argument("--format", choices=["bioimageio"], default="bioimageio", help="package format (default: bioimageio)")
+    export.add_argument("--out", required=True, metavar="ZIP", help="the .zip to write")
+    export.add_argument("--sample", required=True, metavar="IMAGE", help="an RGB crop of one cell: the package's test input and cover")
+    export.add_argument("--author", action="append", metavar="NAME", help="an author of the model (repeatable)")
+    export.add_argument("--repository", metavar="URL", help="public URL of this code, cited and linked in the package")
+    export.add_argument("--check", action="store_true", help="then run bioimageio.core's test routine on the package")
+    export.set_defaults(func=_export)
     return parser
 
 

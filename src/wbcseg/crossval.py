@@ -12,7 +12,7 @@ from wbcseg.card import make_card
 from wbcseg.evaluate import evaluate_images
 from wbcseg.metrics import METRICS
 from wbcseg.preprocess import model_arrays
-from wbcseg.scoring import summarize
+from wbcseg.scoring import dice_metrics, summarize
 from wbcseg.segmenter import Segmenter
 from wbcseg.split import kfold_assignments, stratified_split
 from wbcseg.train import fit
@@ -64,3 +64,8 @@ def crossval_summary(per_image: pd.DataFrame) -> pd.DataFrame:
     stats["n_images"] = groups["n_images"].sum()
     return stats.reset_index()
 
+
+def crossval_metrics(summary: pd.DataFrame, folds: int) -> dict:
+    """The study's DVC metrics: the number of folds, then, keyed like a model's (`scoring.dice_metrics`),
+    the mean Dice over folds, and under 'sd' the standard deviation of the fold means."""
+    return {"folds": folds, **dice_metrics(summary, "dice_mean_over_folds"), "sd": dice_metrics(summary, "dice_std_over_folds")}

@@ -29,6 +29,8 @@ ARCHIVE_URL = f"https://github.com/{DATASET_REPO}/archive/{DATASET_COMMIT}.zip"
 SOURCE_ENV = "WBC_DATA_SOURCE"
 
 DATASETS = (1, 2)
+#: The label of all test datasets pooled, beside 'd1', 'd2' (`dataset_label`) in summaries.
+ALL_DATASETS = "all"
 
 
 # --------------------------------------------------------------------------- fetch and verify
@@ -166,6 +168,11 @@ def read_cell_types(root: Path, dataset: int) -> pd.Series:
         raise DataError(f"{path}: expected two columns (image ID, class label), found {table.shape[1]}")
     table.columns = ["image_number", "cell_type"]
     return table.set_index("image_number")["cell_type"]
+
+
+def dataset_label(dataset) -> str:
+    """'d1', 'd2' for dataset numbers; ALL_DATASETS stays as it is."""
+    return dataset if dataset == ALL_DATASETS else f"d{dataset}"
 
 
 def list_samples(root: str | os.PathLike, datasets=DATASETS) -> pd.DataFrame:

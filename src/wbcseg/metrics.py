@@ -1,5 +1,5 @@
 """Pure numpy metrics of one boolean prediction against one boolean truth: Dice, IoU, precision,
-recall, pixel accuracy and HD95.
+recall, pixel accuracy and HD95; and the pixel confusion counts of two label maps.
 
 Edge cases of `segmentation_metrics` (a target absent from the truth, the prediction, or both):
 
@@ -60,3 +60,12 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float
         "pixel_accuracy": accuracy,
         "hd95": hd95(pred, truth),
     }
+
+
+def confusion_counts(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> np.ndarray:
+    """Pixel counts (n_classes x n_classes) of each true class (rows) predicted as each class (columns)."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction is {pred.shape} but truth is {truth.shape}; count them at the same resolution")
+    flat = truth.astype(np.int64).ravel() * n_classes + pred.astype(np.int64).ravel()
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)

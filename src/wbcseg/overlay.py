@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import cv2
 import numpy as np
+
+from wbcseg.classes import TASK_CLASSES
 
 #: Overlay colour (RGB) of each label of a task; row 0 (background) is never painted.
 OVERLAY_COLOURS = {
@@ -11,6 +16,10 @@ OVERLAY_COLOURS = {
     "tissue": ((0, 0, 0), (0, 200, 80), (255, 40, 40)),
 }
 OVERLAY_ALPHA = 0.35
+#: Text scales of the legend (OpenCV's Hershey font): the largest drawn, and the smallest still
+#: readable on one row; narrower images get one class per row instead.
+LEGEND_SCALE = (0.5, 0.4)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
@@ -26,3 +35,36 @@ def overlay(image: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
     edge = cell & ((cv2.erode(labels, square) != labels) | (cv2.dilate(labels, square) != labels))
     out[edge] = colours[labels[edge]]
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def legend_strip(width: int, task: str) -> np.ndarray:
+    """A white strip `width` pixels wide with a colour swatch and the name of each class of `task`
+    (cytoplasm and nucleus, or cell): one row where the names fit readably, else one per row.
+    Cached per size, as a batch of crops shares a few widths; read-only."""
+    entries = list(zip(TASK_CLASSES[task][1:], OVERLAY_COLOURS[task][1:]))
+    sizes = [cv2.getTextSize(name, FONT, 1.0, 1)[0] for name, _ in entries]  # (width, height) at scale 1
+    unit = max(h for _, h in sizes)
+    # an entry is a swatch one text-height square, half a height of space, the name, a height of space
+    spans = [2.5 * unit + w for w, _ in sizes]
+    scale = min(LEGEND_SCALE[0], width / sum(spans))
+    rows = [entries] if scale >= LEGEND_SCALE[1] else [[entry] for entry in entries]
+    if len(rows) > 1:
+        scale = min(LEGEND_SCALE[0], width / max(spans))
+    side = max(4, math.ceil(unit * scale))
+    pad = max(2, side // 2)
+    strip = np.full((len(rows) * (side + pad) + pad, width, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        x, y = pad, pad + r * (side + pad)
+        for name, colour in row:
+            cv2.rectangle(strip, (x, y), (x + side - 1, y + side - 1), colour, thickness=-1)
+            x += side + max(2, side // 2)
+            cv2.putText(strip, name, (x, y + side - 1), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+            x += math.ceil(cv2.getTextSize(name, FONT, scale, 1)[0][0]) + side
+    strip.flags.writeable = False
+    return strip
+
+
+def overlay_with_legend(image: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
+    """`overlay` with the legend strip below it (the image itself is not covered): the overlay that `wbcseg predict` writes."""
+    return np.vstack([overlay(image, labels, task), legend_strip(image.shape[1], task)])

@@ -1,12 +1,12 @@
-"""Tables across models: the comparison of variants and baselines, the headline metrics for DVC,
-the quality targets, and the published figures quoted beside them."""
+"""Tables across models: the comparison of variants and baselines, the quality targets and their
+DVC metrics, the published figures quoted beside them, and the index page that links every report."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from wbcseg.scoring import ALL_DATASETS, dataset_label, json_number
+from wbcseg.data import ALL_DATASETS, dataset_label
 
 #: Published figures, QUOTED from their sources and not reproduced here; their protocols differ
 #: from ours (other splits, other resolutions), so they are context, not a leaderboard.
@@ -29,18 +29,6 @@ PUBLISHED = pd.DataFrame(
         },
     ]
 )
-
-
-def comparison_metrics(summaries: dict[str, pd.DataFrame], protocol: str, metrics=("dice", "iou", "hd95")) -> dict:
-    """The headline of every model, compact enough to read in `dvc metrics show`:
-    {protocol, <model>: {<dataset>: {<target>: {dice, iou, hd95}}}}, per dataset only (no 'all')."""
-    out: dict = {"protocol": protocol}
-    for name, summary in summaries.items():
-        for row in summary[summary["dataset"] != ALL_DATASETS].itertuples(index=False):
-            out.setdefault(name, {}).setdefault(row.dataset, {})[row.target] = {
-                metric: json_number(getattr(row, f"{metric}_mean")) for metric in metrics
-            }
-    return out
 
 
 def datasets_label(datasets) -> str:
@@ -123,3 +111,51 @@ def results_table(comparison: pd.DataFrame) -> pd.DataFrame:
     targets = [t for t in ("cell", "nucleus", "cytoplasm") if t in table]
     table = table[["model", "trained_on", "dataset", *targets, "n_images"]].fillna("—")
     return table.rename(columns={"trained_on": "trained on", "dataset": "tested on", "n_images": "images"})
+
+
+def targets_metrics(targets: pd.DataFrame) -> dict:
+    """How many quality targets (`quality_targets_table`) are met and missed: the compare stage's DVC metrics."""
+    met = int(targets["met"].sum())
+    return {"targets_met": met, "targets_missed": len(targets) - met}
+
+
+#: Every report of the pipeline in reading order, with what it shows; {variant} stands for each variant.
+REPORTS = (
+    ("01_explore.html", "the datasets: images per cell type, sizes, mask values, class balance"),
+    ("02_preprocess.html", "the seeded split into training, validation and test images, and the resizing"),
+    ("{variant}/03_train.html", "training: curves, best epoch, model card"),
+    ("{variant}/04_evaluate.html", "held-out evaluation: Dice per target, distributions, worst and best images"),
+    ("05_compare.html", "every model beside the classical baseline and the published figures; the quality targets"),
+    ("06_crossval.html", "k-fold cross-validation: how much the results depend on one split (run on request)"),
+)
+
+
+def report_links(variants, table: pd.DataFrame) -> list[str]:
+    """One Markdown line per report (REPORTS, per-variant ones for each of `variants`); an evaluation
+    line ends with that model's whole-cell Dice per test dataset from the comparison `table`."""
+    cells = table[(table["target"] == "cell") & (table["dataset"] != ALL_DATASETS)]
+    lines = []
+    for href, what in REPORTS:
+        for variant in variants if "{variant}" in href else [None]:
+            link = href.format(variant=variant)
+            line = f"[{link.removesuffix('.html')}]({link}): {what}"
+            if href.endswith("04_evaluate.html"):
+                dice = cells[cells["model"] == variant]
+                line += " (whole-cell Dice " + ", ".join(f"{d:.3f} on {s}" for s, d in zip(dice["dataset"], dice["dice_mean"])) + ")"
+            lines.append(line)
+    return lines
+
+
+def index_page(title: str, links: list[str], headline: pd.DataFrame, findings: str) -> str:
+    """reports/index.html: the `title`, the `findings` (Markdown), the `headline` table and a list of `links`."""
+    import mistune
+
+    markdown = "\n\n".join([
+        f"# {title}", findings, "## Results",
+        "Mean Dice ± standard deviation over the held-out test images, at their native resolution.",
+        headline.to_markdown(index=False), "## Reports", "\n".join(f"- {line}" for line in links),
+    ])
+    body = mistune.create_markdown(plugins=["table"])(markdown)
+    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.4}" \
+            "table{border-collapse:collapse}th,td{padding:.2em .6em;border-bottom:1px solid #ccc}"
+    return f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{style}</style></head>\n<body>\n{body}</body></html>\n"

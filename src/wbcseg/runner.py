@@ -5,6 +5,12 @@ first, then injected into the notebook's `parameters` cell, and the executed cop
 are written to `reports/` only once the whole notebook has run. While it runs, the console shows
 a bar of cells done and the lines the notebook prints (training prints one per epoch), without
 TensorFlow's start-up noise; a failure ends in one line naming the cell and the error.
+
+The HTML is for a reader: no code (the executed notebook keeps it), no prompts, no empty cells,
+no cell tagged NOTEBOOK_ONLY (the notebook's link to its own report; progress lines, which the
+console shows while the stage runs); the known start-up noise is dropped from the executed
+notebook too. The notebook runs in the repository with `root` and `out_root` set to ".", so no
+output names a folder of the machine it ran on.
 """
 
 from __future__ import annotations
@@ -24,6 +30,14 @@ from wbcseg.paths import stage_paths
 
 #: Notebooks that run once per variant of params.yaml (their reports go to reports/<variant>/).
 PER_VARIANT = ("03_train", "04_evaluate")
+#: The tag of a cell left out of the HTML report.
+NOTEBOOK_ONLY = "notebook-only"
+#: JupyterLab's HTML template without the scripts it loads from the web (require.js, MathJax): a
+#: report has no widgets or formulas to run them for, and it opens the same without internet.
+REPORT_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+"""
 
 
 class NotebookError(WbcsegError):
@@ -90,7 +104,7 @@ def run_stage_notebook(name: str, variant: str | None = None, params_path: str |
     notebook = root / "notebooks" / f"{name}.ipynb"
     if not notebook.is_file():
         raise WbcsegError(f"{notebook}: no such notebook")
-    parameters = {"root": str(root), "params": params}
+    parameters = {"root": ".", "out_root": ".", "params": params}
     if name in PER_VARIANT:
         parameters["variant"] = variant or "main"
         run_config(params, parameters["variant"])  # an unknown variant fails here, before any work
@@ -111,6 +125,7 @@ def run_stage_notebook(name: str, variant: str | None = None, params_path: str |
                 progress_bar={"desc": label, "unit": "cell", "file": sys.stderr, "disable": None},
                 stdout_file=ConsoleLines(f"{label}: ", sys.stdout), stderr_file=ConsoleLines(f"{label}: ", sys.stderr),
             )
+        drop_stream_noise(tmp)
         write_html(tmp, html)
         tmp.replace(executed)
         failed.unlink(missing_ok=True)
@@ -122,9 +137,47 @@ def run_stage_notebook(name: str, variant: str | None = None, params_path: str |
     return [executed, html]
 
 
+def drop_stream_noise(notebook: str | os.PathLike) -> None:
+    """Remove known start-up noise from the printed outputs of an executed notebook (in place): the
+    kernel's TensorFlow writes some of it straight to file descriptor 2 when a first op runs."""
+    import nbformat
+
+    book = nbformat.read(notebook, as_version=4)
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            for output in cell.outputs:
+                if output.output_type == "stream":
+                    output.text = drop_noise(output.text)
+            cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text]
+    nbformat.write(book, notebook)
+
+
+def report_title(book) -> str:
+    """The first heading of a notebook, for the HTML page's title."""
+    for cell in book.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("#"):
+            return cell.source.splitlines()[0].lstrip("#").strip()
+    return "wbcseg report"
+
+
+def shown_in_report(cell) -> bool:
+    """Whether the HTML report shows a cell: prose and outputs, not NOTEBOOK_ONLY cells or cells without output."""
+    if NOTEBOOK_ONLY in cell.metadata.get("tags", []):
+        return False
+    return cell.cell_type == "markdown" or bool(cell.get("outputs"))
+
+
 def write_html(notebook: str | os.PathLike, html: str | os.PathLike) -> Path:
-    """Render an executed notebook to a standalone HTML file (figures embedded)."""
+    """Render an executed notebook to a standalone HTML page for a reader (figures embedded)."""
+    import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
+    book = nbformat.read(notebook, as_version=4)
+    book.cells = [cell for cell in book.cells if shown_in_report(cell)]
+    exporter = HTMLExporter(
+        template_name="lab", extra_loaders=[DictLoader({"report.html.j2": REPORT_TEMPLATE})], template_file="report.html.j2",
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+    )
+    body, _ = exporter.from_notebook_node(book, resources={"metadata": {"name": report_title(book)}})
     return write_text(html, body)

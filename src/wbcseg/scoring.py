@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wbcseg.classes import TASK_TARGETS, check_task, target_masks, truth_masks
-from wbcseg.data import read_image, read_mask
-from wbcseg.metrics import METRICS, segmentation_metrics
+from wbcseg.classes import TASK_CLASSES, TASK_TARGETS, check_task, target_masks, task_labels, truth_masks
+from wbcseg.data import ALL_DATASETS, dataset_label, read_image, read_mask
+from wbcseg.metrics import METRICS, confusion_counts, segmentation_metrics
 
 PER_IMAGE_COLUMNS = ("sample_id", "dataset", "cell_type", "target", *METRICS, "height", "width")
-ALL_DATASETS = "all"
 
 
 def evaluate_labels(pred_labels, samples: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -49,14 +48,19 @@ def evaluate_labels(pred_labels, samples: pd.DataFrame, task: str) -> pd.DataFra
     return pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
 
 
+def pixel_confusion(pred_labels, samples: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Pixels of each true class (rows) predicted as each class (columns), summed over the samples,
+    in the task's classes (background / cytoplasm / nucleus, or background / cell)."""
+    classes = TASK_CLASSES[task]
+    counts = np.zeros((len(classes), len(classes)), np.int64)
+    for labels, mask in zip(pred_labels, samples["mask"]):
+        counts += confusion_counts(labels, task_labels(read_mask(mask), task), len(classes))
+    return pd.DataFrame(counts, index=pd.Index(classes, name="truth"), columns=pd.Index(classes, name="prediction"))
+
+
 def read_images(samples: pd.DataFrame) -> list[np.ndarray]:
     """The samples' images (RGB uint8, native resolution), in order."""
     return [read_image(path) for path in samples["image"]]
-
-
-def dataset_label(dataset) -> str:
-    """'d1', 'd2' for dataset numbers; ALL_DATASETS stays as it is."""
-    return dataset if dataset == ALL_DATASETS else f"d{dataset}"
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -72,8 +76,8 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
-def json_number(value):
-    return None if pd.isna(value) else round(float(value), 4)
+def json_number(value, digits: int = 4):
+    return None if pd.isna(value) else round(float(value), digits)
 
 
 def headline_metrics(summary: pd.DataFrame, protocol: str) -> dict:
@@ -88,10 +92,11 @@ def headline_metrics(summary: pd.DataFrame, protocol: str) -> dict:
     return out
 
 
-def mean_dice(summary: pd.DataFrame, protocol: str) -> dict:
-    """{protocol, <dataset>: {<target>: mean Dice}} per dataset (no 'all'): compact enough for DVC
-    metrics that experiments are compared by."""
-    out: dict = {"protocol": protocol}
+def dice_metrics(summary: pd.DataFrame, column: str = "dice_mean") -> dict:
+    """{<dataset>: {<target>: mean Dice}} per test dataset (no pooled 'all'), 3 decimals: a model's
+    DVC metrics (reports/<variant>/dice.json). Every model has the same keys, so `dvc metrics show`
+    lists the models as rows of one narrow table."""
+    out: dict = {}
     for row in summary[summary["dataset"] != ALL_DATASETS].itertuples(index=False):
-        out.setdefault(row.dataset, {})[row.target] = json_number(row.dice_mean)
+        out.setdefault(row.dataset, {})[row.target] = json_number(getattr(row, column), 3)
     return out

@@ -168,6 +168,76 @@ def class_fraction_bars(stats: pd.DataFrame) -> plt.Figure:
     return ax.figure
 
 
+def dice_comparison(table: pd.DataFrame) -> plt.Figure:
+    """Mean Dice ± standard deviation over the test images, one panel per test dataset, a group of
+    bars per target and a bar per model tested there (`report.comparison_table`; pooled rows left out)."""
+    rows = table[table["dataset"] != "all"]
+    datasets, models = sorted(rows["dataset"].unique()), list(dict.fromkeys(rows["model"]))
+    targets = list(dict.fromkeys(rows["target"]))
+    colours = dict(zip(models, plt.get_cmap("tab10").colors))
+    width = 0.8 / len(models)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), sharey=True, squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        here = rows[rows["dataset"] == dataset].set_index(["model", "target"])
+        for m, model in enumerate(models):
+            keys = [(model, target) for target in targets if (model, target) in here.index]
+            if keys:
+                x = [targets.index(target) + (m - (len(models) - 1) / 2) * width for _, target in keys]
+                ax.bar(x, here.loc[keys, "dice_mean"], width, yerr=here.loc[keys, "dice_std"].fillna(0), capsize=2,
+                       color=colours[model], label=model)
+        ax.set_xticks(range(len(targets)), targets)
+        ax.set_title(f"tested on {dataset}")
+        ax.set_ylim(0, 1.05)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("Dice (mean ± sd over images)")
+    handles = [Patch(color=colours[model], label=model) for model in models]
+    fig.legend(handles=handles, loc="lower center", ncol=len(models), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below
+    return fig
+
+
+def quality_targets_chart(targets: pd.DataFrame) -> plt.Figure:
+    """Each quality target (a tick) beside the Dice reached (a dot, green when met, red when short),
+    with the gap written next to it (`report.quality_targets_table`)."""
+    labels = [f"{m} {d} {t} ({r})" for m, d, t, r in zip(targets["model"], targets["dataset"], targets["target"], targets["requirement"])]
+    y = np.arange(len(targets))[::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.45 * len(targets)))
+    ax.scatter(targets["required"], y, marker="|", s=300, color="black", label="target", zorder=3)
+    met = targets["met"].to_numpy(bool)
+    ax.scatter(targets["reached"], y, c=np.where(met, "tab:green", "tab:red"), s=40, label="reached", zorder=4)
+    for yi, reached, gap in zip(y, targets["reached"], targets["gap"]):
+        if pd.notna(reached):
+            ax.annotate(f"{gap:+.3f}", (reached, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    values = pd.concat([targets["required"], targets["reached"]]).dropna()
+    span = max(float(values.max() - values.min()), 0.01)
+    ax.set_xlim(values.min() - 0.15 * span, values.max() + 0.15 * span)
+    ax.set_ylim(-0.7, len(targets) - 0.3)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("mean Dice on the test images")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(confusion: pd.DataFrame) -> plt.Figure:
+    """Pixel confusion (`scoring.pixel_confusion`): each true class's pixels shared among the predicted
+    classes (rows sum to 1), with the share written in each cell."""
+    shares = confusion.div(confusion.sum(axis=1).replace(0, np.nan), axis=0).fillna(0)
+    n = len(shares)
+    fig, ax = plt.subplots(figsize=(1.3 * n + 1.8, 1.1 * n + 1))
+    image = ax.imshow(shares.to_numpy(), cmap="Blues", vmin=0, vmax=1)
+    for (i, j), share in np.ndenumerate(shares.to_numpy()):
+        ax.text(j, i, f"{share:.3f}", ha="center", va="center", color="white" if share > 0.6 else "black", fontsize=9)
+    ax.set_xticks(range(n), shares.columns)
+    ax.set_yticks(range(n), shares.index)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class's pixels")
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write `fig` to `path` (its folder created), cropped to its content."""
     path = Path(path)
