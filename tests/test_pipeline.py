@@ -1,56 +1,32 @@
 """The whole DVC pipeline on a temporary copy of the project, at a tiny parameter set."""
 
+import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from lab_data import write_lab_dataset
+from projects import make_project
+from projects import run as _run
+
 pytestmark = pytest.mark.integration
-TINY = {
-    "data": {"max_images_per_dataset": 12},
-    "model": {"input_size": 96},
-    "train": {"epochs": 1, "batch_size": 4},
-    "evaluate": {"overlays": 2},
-    "crossval": {"folds": 2},
-}
-REPORTS = ["01_explore.html", "02_preprocess.html", "main/03_train.html", "main/04_evaluate.html", "05_compare.html", "06_crossval.html"]
-
-
-def _run(args, cwd, env, check=True):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
-    if check and result.returncode:
-        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-    return result
+REPORTS = ["01_explore.html", "02_preprocess.html", "main/03_train.html", "main/04_evaluate.html", "05_compare.html", "06_crossval.html",
+           "lab_finetuned/07_finetune.html"]
+#: A generated lab dataset, and a model fine-tuned on it from `main`.
+LAB = {"data": {"extra_datasets": {"lab": {"mask_values": "classes", "pixel_size": 0.1}}},
+       "finetuned": {"lab_finetuned": {"init_from": "models/main", "datasets": ["lab"]}}}
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, mirror):
     root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml", ".gitignore", "pyproject.toml"):
-        shutil.copy(REPO / name, root / name)
-    for folder in ("notebooks", "src"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for group, values in TINY.items():
-        params[group].update(values)
-    for overrides in params["variants"].values():
-        overrides.pop("epochs", None)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "WBC_DATA_SOURCE": str(mirror), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    git = ["git", "-c", "user.name=wbcseg-test", "-c", "user.email=test@wbcseg.invalid"]
-    _run(["git", "init", "-q"], root, env)
-    _run([sys.executable, "-m", "dvc", "init", "-q"], root, env)
-    _run(git + ["add", "-A"], root, env)
-    _run(git + ["commit", "-qm", "tiny project"], root, env)
+    write_lab_dataset(root / "data" / "extra" / "lab", n=12)
+    env = make_project(root, mirror, LAB)
     repro = _run([sys.executable, "-m", "dvc", "repro"], root, env)
     return root, env, repro.stdout + repro.stderr
 
@@ -64,8 +40,9 @@ def test_metrics_are_held_out_dice_per_dataset_and_target(project):
     assert set(metrics["d1_to_d2"]) == {"d2"} and set(metrics["original"]["d1"]) == {"cell"}
     assert 0 <= metrics["main"]["d1"]["nucleus"]["dice"] <= 1
     per_image = pd.read_csv(root / "reports" / "main" / "per_image.csv")
-    split = pd.read_csv(root / "data" / "processed" / "split.csv")
-    assert set(per_image["sample_id"]) == set(split.loc[split["split"] == "test", "sample_id"])
+    split = pd.read_csv(root / "data" / "processed" / "split.csv", dtype={"dataset": str})
+    public = split[split["dataset"].isin(["1", "2"])]  # main's datasets; the lab's are the fine-tuned model's
+    assert set(per_image["sample_id"]) == set(public.loc[public["split"] == "test", "sample_id"])
     assert set(per_image["target"]) == {"cell", "nucleus", "cytoplasm"}
     assert per_image["dice"].between(0, 1).all()
     original = pd.read_csv(root / "reports" / "original" / "per_image.csv")
@@ -77,9 +54,10 @@ def test_metrics_are_held_out_dice_per_dataset_and_target(project):
 def test_crossval_scores_every_train_and_val_image_once(project):
     root, _, _ = project
     per_image = pd.read_csv(root / "reports" / "crossval" / "per_image.csv")
-    split = pd.read_csv(root / "data" / "processed" / "split.csv")
+    split = pd.read_csv(root / "data" / "processed" / "split.csv", dtype={"dataset": str})
+    public = split[split["dataset"].isin(["1", "2"])]  # crossval.variant main's datasets
     cells = per_image[per_image["target"] == "cell"]
-    assert sorted(cells["sample_id"]) == sorted(split.loc[split["split"] != "test", "sample_id"])
+    assert sorted(cells["sample_id"]) == sorted(public.loc[public["split"] != "test", "sample_id"])
     assert set(cells["fold"]) == {0, 1}
     metrics = json.loads((root / "reports" / "crossval" / "metrics.json").read_text())
     assert metrics["protocol"].startswith("2-fold cross-validation") and metrics["d1/nucleus"]["folds"] == 2
@@ -93,6 +71,21 @@ def test_html_reports_have_their_figures(project):
     assert list((root / "reports" / "main" / "overlays").glob("*.png"))
     card = json.loads((root / "models" / "main" / "model_card.json").read_text())
     assert card["task"] == "tissue" and card["input_size"] == 96
+
+
+def test_a_lab_dataset_is_scored_under_its_name_and_fine_tuned_on(project):
+    root, _, _ = project
+    split = pd.read_csv(root / "data" / "processed" / "split.csv")
+    lab_test = split[(split["dataset"] == "lab") & (split["split"] == "test")]["sample_id"]
+    per_image = pd.read_csv(root / "reports" / "lab_finetuned" / "per_image.csv")
+    assert set(per_image["dataset"]) == {"lab"} and set(per_image["sample_id"]) == set(lab_test)
+    versus = pd.read_csv(root / "reports" / "lab_finetuned" / "versus_base.csv")
+    assert list(versus.columns) == ["dataset", "target", "dice models/main", "dice lab_finetuned", "gain", "n_images"]
+    assert set(versus["dataset"]) == {"lab"} and versus["dice models/main"].between(0, 1).all()
+    card = json.loads((root / "models" / "lab_finetuned" / "model_card.json").read_text())
+    assert card["init_from"]["model_dir"] == "models/main" and card["train_params"]["datasets"] == ["lab"]
+    assert card["init_from"]["sha256"] == hashlib.sha256((root / "models" / "main" / "model.keras").read_bytes()).hexdigest()
+    assert json.loads((root / "models" / "lab_finetuned" / "test_metrics.json").read_text())["lab"]["cell"]["n_images"] == len(lab_test)
 
 
 def test_second_repro_does_nothing_and_status_is_clean(project):

@@ -37,3 +37,10 @@ def test_train_and_save_writes_model_card_and_dvclive(tmp_path, cell_image, monk
     assert saved_card["train_params"]["epochs"] == 2
     np.testing.assert_allclose(reloaded.predict(arrays["images"][:1], verbose=0), model.predict(arrays["images"][:1], verbose=0), atol=1e-5)
     assert (tmp_path / "live" / "plots" / "metrics" / "eval" / "dice.tsv").is_file()
+
+
+def test_batches_too_small_to_give_every_replica_an_image_are_left_out(cell_image):
+    arrays = _arrays(cell_image, n=9)
+    sizes = {replicas: [len(images) for images, _ in train.make_dataset(arrays["images"], arrays["labels"], "tissue", 4, replicas=replicas)]
+             for replicas in (1, 2)}
+    assert sizes == {1: [4, 4, 1], 2: [4, 4]}

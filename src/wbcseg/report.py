@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wbcseg.scoring import ALL_DATASETS, dataset_label, json_number
+from wbcseg.data import dataset_label, label_dataset
+from wbcseg.scoring import ALL_DATASETS, json_number
 
 #: Published figures, QUOTED from their sources and not reproduced here; their protocols differ
 #: from ours (other splits, other resolutions), so they are context, not a leaderboard.
@@ -44,7 +45,7 @@ def comparison_metrics(summaries: dict[str, pd.DataFrame], protocol: str, metric
 
 
 def datasets_label(datasets) -> str:
-    """'d1+d2' for datasets (1, 2)."""
+    """'d1+d2' for datasets (1, 2); 'd1+d2+lab' with a lab dataset."""
     return "+".join(dataset_label(d) for d in datasets)
 
 
@@ -57,7 +58,7 @@ def comparison_table(summaries: dict[str, pd.DataFrame], configs: dict) -> pd.Da
     tables = []
     for name, summary in summaries.items():
         per_dataset = summary[summary["dataset"] != ALL_DATASETS]
-        tested = sorted(int(label[1:]) for label in per_dataset["dataset"].unique())
+        tested = [label_dataset(label) for label in per_dataset["dataset"].unique()]
         config = configs.get(name)
         rows = summary if len(tested) > 1 else per_dataset
         tables.append(
@@ -102,3 +103,16 @@ def results_table(comparison: pd.DataFrame) -> pd.DataFrame:
     table = table.rename(columns={"dataset": "tested_on", "n_images": "images"})
     targets = [t for t in ("cell", "nucleus", "cytoplasm") if t in table]
     return table[["model", "trained_on", "tested_on", *targets, "images"]].fillna("—")
+
+
+def versus_table(base: pd.DataFrame, tuned: pd.DataFrame, names: tuple[str, str] = ("base", "fine-tuned")) -> pd.DataFrame:
+    """Two models' summaries (`scoring.summarize`) on the same images side by side: mean Dice of
+    each per dataset and target (and over all, where there are several datasets), and the gain of
+    the second (negative: it does worse)."""
+    columns = ["dataset", "target", "dice_mean"]
+    table = base[[*columns, "n_images"]].merge(tuned[columns], on=["dataset", "target"], suffixes=("_0", "_1"))
+    table["gain"] = table["dice_mean_1"] - table["dice_mean_0"]
+    per_dataset = table[table["dataset"] != ALL_DATASETS]
+    table = table if per_dataset["dataset"].nunique() > 1 else per_dataset  # 'all' would repeat the one dataset
+    table = table.rename(columns={"dice_mean_0": f"dice {names[0]}", "dice_mean_1": f"dice {names[1]}"})
+    return table[["dataset", "target", f"dice {names[0]}", f"dice {names[1]}", "gain", "n_images"]].reset_index(drop=True)

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from wbcseg.classes import TASK_TARGETS, check_task, target_masks, truth_masks
-from wbcseg.data import read_image, read_mask
+from wbcseg.data import NEAREST, dataset_label, read_image, read_mask
 from wbcseg.metrics import METRICS, segmentation_metrics
 
 PER_IMAGE_COLUMNS = ("sample_id", "dataset", "cell_type", "target", *METRICS, "height", "width")
-ALL_DATASETS = "all"
+ALL_DATASETS = "all"  # data.dataset_label leaves it as it is
 
 
 def evaluate_labels(pred_labels, samples: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -27,7 +27,7 @@ def evaluate_labels(pred_labels, samples: pd.DataFrame, task: str) -> pd.DataFra
         raise ValueError(f"{len(pred_labels)} predictions for {len(samples)} samples")
     rows = []
     for labels, (_, row) in zip(pred_labels, samples.iterrows()):
-        truth = truth_masks(read_mask(row["mask"]), task)
+        truth = truth_masks(read_mask(row["mask"], values=row.get("mask_values", NEAREST)), task)
         if labels.shape != truth["cell"].shape:
             raise ValueError(
                 f"{row['sample_id']}: prediction is {labels.shape} but its mask is {truth['cell'].shape}; "
@@ -53,10 +53,6 @@ def read_images(samples: pd.DataFrame) -> list[np.ndarray]:
     """The samples' images (RGB uint8, native resolution), in order."""
     return [read_image(path) for path in samples["image"]]
 
-
-def dataset_label(dataset) -> str:
-    """'d1', 'd2' for dataset numbers; ALL_DATASETS stays as it is."""
-    return dataset if dataset == ALL_DATASETS else f"d{dataset}"
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:

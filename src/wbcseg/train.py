@@ -14,7 +14,7 @@ import pandas as pd
 from wbcseg.augment import training_augmentation
 from wbcseg.backend import tf
 from wbcseg.card import make_card
-from wbcseg.network import build_unet, compile_model, save_model
+from wbcseg.network import build_unet, compile_model, distribution_strategy, load_weights_from, save_model
 
 
 def make_dataset(
@@ -25,8 +25,11 @@ def make_dataset(
     augment: bool = False,
     shuffle: bool = False,
     seed: int = 0,
+    replicas: int = 1,
 ) -> tf.data.Dataset:
-    """A batched, prefetched tf.data pipeline of (RGB 0-255 float32, target) pairs."""
+    """A batched, prefetched tf.data pipeline of (RGB 0-255 float32, target) pairs. With several
+    `replicas`, a last batch smaller than their number is left out: tf.distribute would give some
+    replica no image, which the network cannot run."""
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -53,7 +56,10 @@ def make_dataset(
             target = tf.one_hot(tf.cast(label, tf.int32), n_classes)
         return tf.cast(image, tf.float32), target
 
-    return dataset.map(_to_targets, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # take(), not filter(): Keras must know how many batches there are; over a filtered dataset
+    # of unknown length, its Dice metric counted one batch too many at the end of each epoch.
+    batches = len(images) // batch_size + (len(images) % batch_size >= replicas)
+    return dataset.map(_to_targets, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).take(batches).prefetch(tf.data.AUTOTUNE)
 
 
 class EpochLine(tf.keras.callbacks.Callback):
@@ -81,18 +87,26 @@ class EpochLine(tf.keras.callbacks.Callback):
 
 
 def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = None, progress: bool = True):
-    """Train a U-Net for `config` (params.RunConfig) on model-size arrays {'images', 'labels'}.
+    """Train a U-Net for `config` (params.RunConfig) on model-size arrays {'images', 'labels'}:
+    from scratch, or from the weights of the model directory `config.init_from`; on one device,
+    or with `config.distribute` 'mirrored' on several, each batch of `config.batch_size` split
+    between them.
 
     The weights of the epoch with the best validation Dice are kept. Per-epoch metrics go to
     DVCLive at `live_dir` (for `dvc plots`), and, with `progress`, one line per epoch to stdout.
     Returns (model, history DataFrame).
     """
     tf.keras.utils.set_random_seed(config.seed)
-    model = build_unet(config.backbone, config.task, config.input_size, config.encoder_weights)
-    compile_model(model, config.task, config.loss, config.learning_rate)
+    strategy = distribution_strategy(config.distribute)
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        model = build_unet(config.backbone, config.task, config.input_size, config.encoder_weights, synchronized=replicas > 1)
+        if config.init_from:
+            load_weights_from(model, config.init_from, config)
+        compile_model(model, config.task, config.loss, config.learning_rate)
     train_ds = make_dataset(train["images"], train["labels"], config.task, config.batch_size,
-                            augment=config.augment, shuffle=True, seed=config.seed)
-    val_ds = make_dataset(val["images"], val["labels"], config.task, config.batch_size)
+                            augment=config.augment, shuffle=True, seed=config.seed, replicas=replicas)
+    val_ds = make_dataset(val["images"], val["labels"], config.task, config.batch_size, replicas=replicas)
     callbacks = [
         tf.keras.callbacks.EarlyStopping(
             monitor="val_dice", mode="max", patience=config.epochs, restore_best_weights=True
@@ -115,7 +129,8 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
 
 def validation_metrics(model, val: dict, config) -> dict:
     """Loss, Dice and IoU on the validation arrays at model size, as Keras computes them in training."""
-    values = model.evaluate(make_dataset(val["images"], val["labels"], config.task, config.batch_size), verbose=0, return_dict=True)
+    replicas = model.distribute_strategy.num_replicas_in_sync
+    values = model.evaluate(make_dataset(val["images"], val["labels"], config.task, config.batch_size, replicas=replicas), verbose=0, return_dict=True)
     return {name: float(value) for name, value in values.items()}
 
 
