@@ -6,6 +6,8 @@ score it on the VALIDATION split at native resolution (the test split plays no p
 Every size is tried with the variant's own loss, and every loss at the variant's own size. Prints,
 per run: training time and seconds per epoch, then mean validation Dice per dataset and target.
 Run it from the repository root after `dvc repro preprocess` (it reads data/raw and the split).
+The same choices as queued DVC experiments, each judged by `dvc exp show` on the validation
+metrics of train@main: docs/pipeline.md, "Experiments".
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import pandas as pd
 
 from wbcseg import crossval, scoring, split
-from wbcseg.params import LOSSES, check_input_size, load_params, run_config
+from wbcseg.params import LOSSES, check_input_size, extra_datasets, load_params, run_config
 from wbcseg.paths import stage_paths
 
 
@@ -36,7 +38,7 @@ def main() -> None:
         check_input_size(size, "--sizes")
     runs = [dataclasses.replace(base, input_size=size) for size in args.sizes]
     runs += [dataclasses.replace(base, loss=loss) for loss in args.losses if loss != base.loss or not args.sizes]
-    assigned = split.read_split(stage_paths(".")["split"], stage_paths(".")["raw"])
+    assigned = split.read_split(stage_paths(".")["split"], stage_paths(".")["raw"], extra_datasets(params))
     train_rows = split.select(assigned, "train", base.datasets)
     val_rows = split.select(assigned, "val", base.datasets)
     print(f"variant {args.variant}: {len(train_rows)} training and {len(val_rows)} validation images, {args.epochs} epochs per run", flush=True)

@@ -20,19 +20,22 @@ RANKS = {
     0: ["errors", "classes", "paths", "atomic", "noise"],
     1: ["data", "backend"],
     2: ["params", "split", "preprocess", "augment", "metrics", "postprocess"],
-    3: ["card", "scoring", "measure", "overlay", "files"],
-    4: ["network", "baseline", "report", "viz", "findings"],
+    3: ["card", "scoring", "measure", "overlay"],
+    4: ["files", "network", "baseline", "report", "viz", "findings"],
     5: ["engine", "model_package"],
     6: ["segmenter"],
     7: ["batch", "train"],
-    8: ["evaluate"],
+    8: ["evaluate", "cluster"],
     9: ["crossval"],
     10: ["runner"],
     11: ["cli"],
 }
 RANK = {module: rank for rank, modules in RANKS.items() for module in modules}
 #: Modules whose import must not load TensorFlow: checking params, reading a card, the CLI's parser.
-LIGHT = ["wbcseg.params", "wbcseg.card", "wbcseg.data", "wbcseg.files", "wbcseg.scoring", "wbcseg.report", "wbcseg.findings", "wbcseg.runner", "wbcseg.cli"]
+LIGHT = [
+    "wbcseg.params", "wbcseg.card", "wbcseg.data", "wbcseg.files", "wbcseg.scoring", "wbcseg.report", "wbcseg.findings",
+    "wbcseg.runner", "wbcseg.cli", "wbcseg.cluster",
+]
 
 
 def package_imports(source: str) -> set[str]:

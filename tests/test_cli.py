@@ -73,7 +73,7 @@ def test_check_writes_its_stamp_only_for_usable_params(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["notebook", "01_explore", "--variant", "main"], "01_explore runs once for all variants; --variant applies to 03_train, 04_evaluate only"),
+        (["notebook", "01_explore", "--variant", "main"], "01_explore runs once for all variants; --variant applies to 03_train, 04_evaluate, 07_finetune only"),
         (["notebook", "03_train", "--variant", "best"], "variants.best: no such variant; params.yaml defines main, original, d1_to_d2, d2_to_d1"),
         (["notebook", "99_nothing"], "notebooks/99_nothing.ipynb: no such notebook"),
     ],

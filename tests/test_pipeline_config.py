@@ -39,7 +39,7 @@ def test_notebooks_are_committed_clean_with_one_parameters_cell(path):
 def test_each_notebook_links_its_report_and_writes_only_under_out_root(path):
     book = json.loads(path.read_text())
     (link,) = [c for c in book["cells"] if NOTEBOOK_ONLY in c.get("metadata", {}).get("tags", []) and c["cell_type"] == "markdown"]
-    variant = "main/" if path.stem in PER_VARIANT else ""
+    variant = {"07_finetune": "lab_finetuned/"}.get(path.stem, "main/") if path.stem in PER_VARIANT else ""
     assert f"(../reports/{variant}{path.stem}.html)" in "".join(link["source"])
     code = "\n".join("".join(c["source"]) for c in book["cells"] if c["cell_type"] == "code")
     # every write goes through outputs = stage_paths(output_root(root, out_root)): scratch when run by hand

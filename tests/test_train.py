@@ -137,3 +137,10 @@ def test_balanced_epochs_draw_each_dataset_in_equal_shares():
     assert len(epoch) == 40 and 12 <= (epoch == 2).sum() <= 28  # about half, not a quarter
     plain = np.concatenate([batch[:, 0, 0, 0] for batch in _epoch(train.make_dataset(images, np.zeros((40, 96, 96), np.uint8), "tissue", 8))])
     assert (plain == 2).sum() == 10
+
+
+def test_batches_too_small_to_give_every_replica_an_image_are_left_out(cell_image):
+    arrays = _arrays(cell_image, n=9)
+    sizes = {replicas: [len(images) for images, _ in train.make_dataset(arrays["images"], arrays["labels"], "tissue", 4, replicas=replicas)]
+             for replicas in (1, 2)}
+    assert sizes == {1: [4, 4, 1], 2: [4, 4]}

@@ -11,18 +11,28 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from wbcseg.backend import tf
 from wbcseg.classes import mask_to_png_values
-from wbcseg.files import DEFAULT_MAX_MEGAPIXELS, MeasurementsTable, OutputFolder, output_names, read_input_image, write_png
-from wbcseg.measure import measurement_columns
+from wbcseg.files import (
+    DEFAULT_MAX_MEGAPIXELS,
+    MASKS_DIR,
+    OVERLAYS_DIR,
+    Counts,
+    MeasurementsTable,
+    OutputFolder,
+    output_columns,
+    output_names,
+    read_input_image,
+    write_png,
+)
 from wbcseg.overlay import overlay_with_legend
 from wbcseg.preprocess import resize_image
 from wbcseg.segmenter import DEFAULT_BATCH_SIZE, Segmenter
@@ -30,17 +40,6 @@ from wbcseg.segmenter import DEFAULT_BATCH_SIZE, Segmenter
 #: Files decoded at once by tf.data. A fixed number, not AUTOTUNE: on 2 cores, AUTOTUNE's
 #: tuning made the end of the image stream stall for over a second, and decoding is a small share of the work.
 DECODERS = min(4, os.cpu_count() or 1)
-MASKS_DIR = "masks"
-OVERLAYS_DIR = "overlays"
-FILE_COLUMNS = ("image", "mask", "overlay", "width", "height")
-
-
-@dataclass
-class Counts:
-    """How many files a run has segmented and how many failed, kept up to date as it goes."""
-
-    ok: int = 0
-    failed: int = 0
 
 
 def write_outputs(image: np.ndarray, labels: np.ndarray, measurements: dict, task: str, out_dir: Path, name: Path, source: Path) -> dict:
@@ -89,6 +88,67 @@ def decoded_images(files: list[Path], size: int, max_megapixels: float, prefetch
         yield image, resized, error.decode()
 
 
+def segment_files(
+    segmenter: Segmenter,
+    files: list[Path],
+    names: list[Path],
+    out_dir: Path,
+    record: Callable[[int, dict], None],
+    fail: Callable[[int, str], None],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    pad: bool = True,
+) -> None:
+    """Segment `files` into `out_dir`, their outputs named `names` (see `files.output_names`).
+
+    `record(index, row)` is called as soon as an image's mask and overlay are in place, from a
+    writer thread; `fail(index, message)` once per file that could not be read or written. With
+    `pad`, a last batch smaller than `batch_size` is filled with blank images, so the model keeps
+    one input shape.
+    """
+    pending: deque = deque()
+
+    def finish_and_write(index: int, image: np.ndarray, probs: np.ndarray) -> None:
+        result = segmenter.finish(image.shape[:2], probs)
+        record(index, write_outputs(image, result.labels, result.measurements, segmenter.task, out_dir, names[index], files[index]))
+
+    def settle(limit: int) -> None:
+        while len(pending) > limit:
+            index, future = pending.popleft()
+            try:
+                future.result()
+            except OSError as exc:
+                fail(index, f"{files[index]}: cannot write its outputs ({exc})")
+
+    def flush(batch: list[tuple]) -> None:
+        resized = np.stack([r for _, _, r in batch])
+        if pad and len(batch) < batch_size:
+            # A smaller batch would make TensorFlow trace and optimise the model again for its
+            # shape (seconds); blank images fill it instead.
+            resized = np.concatenate([resized, np.zeros((batch_size - len(batch), *resized.shape[1:]), resized.dtype)])
+        probabilities = segmenter.predict_probabilities(resized)[: len(batch)]
+        for (index, image, _), probs in zip(batch, probabilities):
+            # Finishing and writing run in the pool while the model predicts the next batch.
+            pending.append((index, pool.submit(finish_and_write, index, image, probs)))
+        settle(2 * batch_size)  # bounds the images held in memory while PNGs are written
+
+    batch = []
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            for index, (image, resized, error) in enumerate(decoded_images(files, segmenter.input_size, max_megapixels, batch_size)):
+                if error:
+                    fail(index, error)
+                    continue
+                batch.append((index, image, resized))
+                if len(batch) == batch_size:
+                    flush(batch)
+                    batch = []
+            if batch:
+                flush(batch)
+        finally:
+            settle(0)  # also after an error or Ctrl-C: every image already handed to the writers is finished
+
+
 def predict_files(
     segmenter: Segmenter,
     files: list[Path],
@@ -108,60 +168,24 @@ def predict_files(
     if not isinstance(out, OutputFolder):
         with OutputFolder(out) as folder:
             return predict_files(segmenter, files, folder, batch_size, max_megapixels, counts)
-    out_dir = out.path
     counts = counts if counts is not None else Counts()
-    names = output_names(files)
-    columns = list(FILE_COLUMNS) + measurement_columns(segmenter.pixel_size)
-    pending: deque = deque()
-
-    def fail(message: str) -> None:
-        tqdm.write(f"wbcseg predict: {message}", file=sys.stderr)
-        counts.failed += 1
-
-    with MeasurementsTable(out_dir, columns) as table, ThreadPoolExecutor(2) as pool, tqdm(
+    with MeasurementsTable(out.path, output_columns(segmenter.pixel_size)) as table, tqdm(
         total=len(files), unit="image", disable=None, file=sys.stderr
     ) as bar:
 
-        def finish_and_write(index: int, image: np.ndarray, probs: np.ndarray) -> None:
-            result = segmenter.finish(image.shape[:2], probs)
-            row = write_outputs(image, result.labels, result.measurements, segmenter.task, out_dir, names[index], files[index])
-            table.write(row, order=index)  # at once: a hard kill later loses no finished image's row
+        counting = threading.Lock()  # the writer threads record rows concurrently
 
-        def settle(limit: int) -> None:
-            while len(pending) > limit:
-                index, future = pending.popleft()
-                try:
-                    future.result()
-                    counts.ok += 1
-                except OSError as exc:
-                    fail(f"{files[index]}: cannot write its outputs ({exc})")
+        def record(index: int, row: dict) -> None:
+            table.write(row, order=index)  # at once: a hard kill later loses no finished image's row
+            with counting:
+                counts.ok += 1
                 bar.update()
 
-        def flush(batch: list[tuple]) -> None:
-            resized = np.stack([r for _, _, r in batch])
-            if len(batch) < batch_size and len(files) > batch_size:
-                # A last, smaller batch would make TensorFlow trace and optimise the model again
-                # for its shape (seconds); blank images fill it instead.
-                resized = np.concatenate([resized, np.zeros((batch_size - len(batch), *resized.shape[1:]), resized.dtype)])
-            probabilities = segmenter.predict_probabilities(resized)[: len(batch)]
-            for (index, image, _), probs in zip(batch, probabilities):
-                # Finishing and writing run in the pool while the model predicts the next batch.
-                pending.append((index, pool.submit(finish_and_write, index, image, probs)))
-            settle(2 * batch_size)  # bounds the images held in memory while PNGs are written
+        def fail(index: int, message: str) -> None:
+            with counting:
+                tqdm.write(f"wbcseg predict: {message}", file=sys.stderr)
+                counts.failed += 1
+                bar.update()
 
-        batch = []
-        try:
-            for index, (image, resized, error) in enumerate(decoded_images(files, segmenter.input_size, max_megapixels, batch_size)):
-                if error:
-                    fail(error)
-                    bar.update()
-                    continue
-                batch.append((index, image, resized))
-                if len(batch) == batch_size:
-                    flush(batch)
-                    batch = []
-            if batch:
-                flush(batch)
-        finally:
-            settle(0)  # also after an error or Ctrl-C: every image already handed to the writers is finished
+        segment_files(segmenter, files, output_names(files), out.path, record, fail, batch_size, max_megapixels, pad=len(files) > batch_size)
     return counts

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from wbcseg.atomic import write_text
 from wbcseg.classes import TASK_CLASSES
-from wbcseg.data import DATASET_COMMIT, DATASET_REPO
+from wbcseg.data import DATASET_COMMIT, DATASET_REPO, sha256_file
 from wbcseg.errors import ModelError
 from wbcseg.params import ENGINES, MIN_INPUT_SIZE, PRECISIONS, SIZE_MULTIPLE
 
@@ -33,8 +33,16 @@ INFERENCE_KEYS = ("tta", "postprocess", "precision", "engine")
 PLAIN_INFERENCE = {"tta": False, "postprocess": False, "precision": "float32", "engine": "tensorflow"}
 
 
+def base_model(model_dir: str | os.PathLike) -> dict:
+    """What a fine-tuned model started from: the model directory, the SHA-256 of its model file
+    and the datasets it was trained on."""
+    card = read_card(model_dir)
+    return {"model_dir": str(model_dir), "sha256": sha256_file(Path(model_dir) / MODEL_FILE), "datasets": card.get("data", {}).get("datasets")}
+
+
 def make_card(config, val_metrics: dict | None = None, extra: dict | None = None) -> dict:
-    """The card of a model trained with `config` (a params.RunConfig)."""
+    """The card of a model trained with `config` (a params.RunConfig); `init_from` says what a
+    fine-tuned one started from (`base_model`)."""
     return {
         "card_version": CARD_VERSION,
         "task": config.task,
@@ -46,6 +54,7 @@ def make_card(config, val_metrics: dict | None = None, extra: dict | None = None
         "train_params": config.to_dict(),
         "data": {"source": f"{DATASET_REPO}@{DATASET_COMMIT}", "commit": DATASET_COMMIT, "datasets": list(config.datasets)},
         "val_metrics": val_metrics or {},
+        "init_from": base_model(config.init_from) if config.init_from else None,
         **(extra or {}),
     }
 

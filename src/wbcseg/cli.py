@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from wbcseg.errors import WbcsegError
+from wbcseg.errors import ClusterError, WbcsegError
 from wbcseg.params import ENGINES, PRECISIONS
 
 CHECKED = "params.yaml and the data source passed `wbcseg check`\n"
@@ -33,14 +33,18 @@ def _fetch(args) -> int:
 def _check(args) -> int:
     from wbcseg.atomic import write_text
     from wbcseg.data import check_source, resolve_source
-    from wbcseg.params import load_params
+    from wbcseg.errors import DataError
+    from wbcseg.params import extra_datasets, load_params
 
     params = load_params(args.params)
     check_source(resolve_source(None, params["data"]["source"]))
+    problems = [problem for spec in extra_datasets(params, Path(args.params).parent) for problem in spec.problems()]
+    if problems:
+        raise DataError("\n".join(problems))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_text(args.out, CHECKED)
-    print(f"{args.params}: every parameter and the data source are usable")
+    print(f"{args.params}: every parameter, the data source and every lab dataset are usable")
     return 0
 
 
@@ -52,9 +56,38 @@ def _notebook(args) -> int:
     return 0
 
 
+def _inference_options(args) -> dict:
+    return {"tta": args.tta, "postprocess": args.postprocess, "pixel_size": args.pixel_size, "precision": args.precision, "engine": args.engine}
+
+
+def _predict_here(args, files, out, counts, say) -> None:
+    from wbcseg.batch import predict_files
+    from wbcseg.segmenter import Segmenter
+
+    segmenter = Segmenter.load(args.model, **_inference_options(args))
+    for note in segmenter.notes:
+        say(note)
+    say(f"{len(files)} images; {segmenter.describe()}")
+    predict_files(segmenter, files, out, batch_size=args.batch_size, max_megapixels=args.max_megapixels, counts=counts)
+
+
+def _predict_on_cluster(args, files, out, counts, say) -> None:
+    try:
+        from wbcseg import cluster
+    except ImportError as exc:
+        raise ClusterError(f"--workers and --scheduler need Dask: pip install 'wbcseg[dask]' ({exc})") from None
+
+    with cluster.dask_client(args.workers, args.scheduler) as client:
+        info = cluster.attach_segmenter(client, cluster.ModelSpec(os.path.abspath(args.model), _inference_options(args)))
+        for note in info["notes"]:
+            say(note)
+        say(f"{len(files)} images on {len(client.scheduler_info()['workers'])} Dask workers; {info['describe']}")
+        cluster.predict_on_cluster(client, files, out, args.batch_size, info["pixel_size"], args.max_megapixels, counts)
+
+
 def _predict(args) -> int:
     from wbcseg.card import read_model_dir
-    from wbcseg.files import IMAGE_SUFFIXES, OutputFolder, find_images
+    from wbcseg.files import IMAGE_SUFFIXES, Counts, OutputFolder, find_images
 
     def say(message: str) -> None:
         print(f"wbcseg predict: {message}", file=sys.stderr)
@@ -66,20 +99,11 @@ def _predict(args) -> int:
     if not files:
         say(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {' '.join(map(str, args.paths))}")
         return 1
+    counts = Counts()
     with OutputFolder(args.out) as out:
-        from wbcseg.batch import Counts, predict_files
-        from wbcseg.segmenter import Segmenter
-
-        segmenter = Segmenter.load(
-            args.model, tta=args.tta, postprocess=args.postprocess, pixel_size=args.pixel_size,
-            precision=args.precision, engine=args.engine,
-        )
-        for note in segmenter.notes:
-            say(note)
-        say(f"{len(files)} images; {segmenter.describe()}")
-        counts = Counts()
+        run = _predict_on_cluster if args.workers or args.scheduler else _predict_here
         try:
-            predict_files(segmenter, files, out, batch_size=args.batch_size, max_megapixels=args.max_megapixels, counts=counts)
+            run(args, files, out, counts, say)
         except KeyboardInterrupt:
             left = len(files) - counts.ok - counts.failed
             print(f"wbcseg predict: interrupted: {counts.ok} ok, {counts.failed} failed, {left} not done; "
@@ -148,6 +172,16 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         "$WBCSEG_CACHE_DIR or ~/.cache/wbcseg); tensorflow can use a GPU; auto: tensorflow where it sees a GPU, "
         f"else openvino {recorded.format('tensorflow')}",
     )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=_positive(int), metavar="N",
+        help="spread the images over N Dask worker processes on this machine (needs wbcseg[dask])",
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="spread the images over the workers of a running Dask scheduler, e.g. tcp://node1:8786 (needs wbcseg[dask] "
+        "and the same paths on every worker)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--params", default="params.yaml", help="read for data.source when no mirror is named (optional)")
     fetch.set_defaults(func=_fetch)
 
-    check = commands.add_parser("check", help="check params.yaml and the data source (the first stage of dvc.yaml)")
+    check = commands.add_parser("check", help="check params.yaml, the data source and every lab dataset, file by file (the first stage of dvc.yaml)")
     check.add_argument("--params", default="params.yaml")
     check.add_argument("--out", help="a file to write when everything is usable (the stage's output)")
     check.set_defaults(func=_check)
@@ -192,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except WbcsegError as exc:
-        print(f"wbcseg {args.command}: error: {exc}", file=sys.stderr)
+        for problem in str(exc).splitlines():  # one line per problem (a lab dataset's bad files)
+            print(f"wbcseg {args.command}: error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"wbcseg {args.command}: interrupted", file=sys.stderr)

@@ -31,18 +31,21 @@ def fit_and_evaluate(config, train_rows: pd.DataFrame, val_rows: pd.DataFrame, s
     return evaluate_images(Segmenter(model, make_card(config), **(inference or {})), scored_rows), history
 
 
-def cross_validate(config, samples: pd.DataFrame, folds: int, seed: int, val_fraction: float = 0.2, inference: dict | None = None) -> pd.DataFrame:
+def cross_validate(
+    config, samples: pd.DataFrame, folds: int, seed: int, val_fraction: float = 0.2, inference: dict | None = None, only: int | None = None
+) -> pd.DataFrame:
     """k-fold cross-validation of one variant (`config`, a params.RunConfig) over `samples`.
 
     For each fold, a model is trained on the other folds, a stratified `val_fraction` of which
     chooses the best epoch, and the held-out fold is scored at native resolution. Meant for the
     train and validation images only, so the test split stays unseen. `inference` are the Segmenter
-    options to score with (those of the evaluate stage). Returns the per-image table with a `fold` column.
+    options to score with (those of the evaluate stage). `only`: that fold alone, for one queued
+    experiment per fold (the folds are the same in each). Returns the per-image table with a `fold` column.
     """
     samples = samples[samples["dataset"].isin(config.datasets)].reset_index(drop=True)
     assignment = kfold_assignments(samples, folds, seed)
     tables = []
-    for fold in range(folds):
+    for fold in range(folds) if only is None else [only]:
         held_out = samples[assignment == fold].reset_index(drop=True)
         train_rows, val_rows = stratified_split(samples[assignment != fold], val_fraction, seed)
         per_image, _ = fit_and_evaluate(config, train_rows, val_rows, held_out, inference)

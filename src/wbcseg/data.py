@@ -1,18 +1,22 @@
-"""The dataset on disk: fetch and verify it, list its samples, read images and masks.
+"""The datasets on disk: fetch and verify the public one, check a lab's own, list their samples,
+read images and masks.
 
-The data is the public zxaoyou/segmentation_WBC repository (GPL-3.0; Zheng et al., Micron 2018)
-at a pinned commit. It is never committed here: `fetch` downloads the GitHub archive of that
-commit, or copies a local mirror, and checks every file against the committed manifest
-`dataset.sha256`.
+The public data is the zxaoyou/segmentation_WBC repository (GPL-3.0; Zheng et al., Micron 2018)
+at a pinned commit, Datasets 1 and 2 (ids 1, 2). It is never committed here: `fetch` downloads the
+GitHub archive of that commit, or copies a local mirror, and checks every file against the
+committed manifest `dataset.sha256`. A lab's own labelled images (an `ExtraDataset`, id = its name)
+lie in a folder of their own, images and masks matched by name, and are checked file by file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +35,15 @@ SOURCE_ENV = "WBC_DATA_SOURCE"
 DATASETS = (1, 2)
 #: The label of all test datasets pooled, beside 'd1', 'd2' (`dataset_label`) in summaries.
 ALL_DATASETS = "all"
+IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: How a dataset's masks encode the classes: "nearest": grey values, each snapped to the nearest of
+#: 0 / 128 / 255 (the public datasets, whose masks hold a few stray values); "grey": exactly
+#: 0 / 128 / 255; "classes": the class indices 0 / 1 / 2.
+NEAREST = "nearest"
+MASK_CONVENTIONS = {"grey": MASK_VALUES, "classes": np.arange(len(CLASS_NAMES), dtype=np.uint8)}
+#: A lab dataset's name: its id in params.yaml and its label in reports, distinct from d1, d2 and "all".
+DATASET_NAME = re.compile(r"[a-z][a-z0-9_]*")
+UNKNOWN_CELL_TYPE = 0
 
 
 # --------------------------------------------------------------------------- fetch and verify
@@ -170,13 +183,34 @@ def read_cell_types(root: Path, dataset: int) -> pd.Series:
     return table.set_index("image_number")["cell_type"]
 
 
+def dataset_id(value) -> int | str:
+    """A dataset's id as params.yaml names it, also when read back from a CSV: 1, 2 or a lab's name."""
+    text = str(value)
+    return int(text) if text.isdigit() else text
+
+
 def dataset_label(dataset) -> str:
-    """'d1', 'd2' for dataset numbers; ALL_DATASETS stays as it is."""
-    return dataset if dataset == ALL_DATASETS else f"d{dataset}"
+    """How reports name a dataset: 'd1', 'd2' for the public ones; a lab dataset's name (and 'all')
+    as it is."""
+    return f"d{dataset}" if isinstance(dataset_id(dataset), int) else str(dataset)
 
 
-def list_samples(root: str | os.PathLike, datasets=DATASETS) -> pd.DataFrame:
-    """One row per image: sample_id, dataset, image path, mask path, cell type (1-5) and its name.
+def label_dataset(label: str) -> int | str:
+    """The dataset of a label (`dataset_label`'s inverse): 1 for 'd1', a lab dataset's name for itself."""
+    return int(label[1:]) if label[:1] == "d" and label[1:].isdigit() else label
+
+
+def check_dataset_name(name) -> str | None:
+    """What is wrong with `name` as a lab dataset's name, or None."""
+    if not (isinstance(name, str) and DATASET_NAME.fullmatch(name)) or re.fullmatch(r"d[0-9]+", name) or name == "all":
+        return f"a dataset name must be lower-case letters, digits and _, start with a letter, and not be d1, d2 or all; got {name!r}"
+    return None
+
+
+def list_samples(root: str | os.PathLike, datasets=DATASETS, extra=()) -> pd.DataFrame:
+    """One row per image: sample_id, dataset, image path, mask path, cell type (1-5) and its name,
+    and how its mask encodes the classes (`mask_values`): the public `datasets` under `root`, then
+    each `ExtraDataset` of `extra` (cell type 0, 'unknown').
 
     Raises DataError naming the file when an image has no mask or no cell-type label.
     """
@@ -201,13 +235,68 @@ def list_samples(root: str | os.PathLike, datasets=DATASETS) -> pd.DataFrame:
                     "image": str(image),
                     "mask": str(mask),
                     "cell_type": int(cell_types[number]),
+                    "mask_values": NEAREST,
                 }
             )
+    for spec in extra:
+        rows += spec.samples()
     if not rows:
-        raise DataError(f"{root}: no images found for datasets {list(datasets)}")
+        raise DataError(f"{root}: no images found for datasets {[*datasets, *(spec.name for spec in extra)]}")
     samples = pd.DataFrame(rows)
-    samples["cell_type_name"] = samples["cell_type"].map(CELL_TYPES)
+    samples["cell_type_name"] = samples["cell_type"].map(lambda t: CELL_TYPES.get(t, "unknown"))
     return samples
+
+
+# --------------------------------------------------------------------------- a lab's own dataset
+
+
+@dataclass(frozen=True)
+class ExtraDataset:
+    """A lab's labelled images in `folder`: the files matching the glob `images`, each with the mask
+    named by the template `masks` ({stem}: the image's name without its extension), both relative
+    to `folder`; masks encode the classes as `mask_values` ('grey' or 'classes'); `pixel_size` in
+    µm per pixel, where known."""
+
+    name: str
+    folder: Path
+    images: str = "images/*"
+    masks: str = "masks/{stem}.png"
+    mask_values: str = "grey"
+    pixel_size: float | None = None
+
+    def pairs(self) -> list[tuple[Path, Path]]:
+        """(image, mask) paths, sorted; the mask need not exist. DataError when there are no images."""
+        if not self.folder.is_dir():
+            raise DataError(f"{self.folder}: the folder of dataset {self.name} is missing")
+        found = [path for path in self.folder.glob(self.images) if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+        masks = {self.folder / self.masks.format(stem=path.stem) for path in found}  # masks may match the images' glob
+        images = sorted(path for path in found if path not in masks)
+        if not images:
+            raise DataError(f"{self.folder}: no images match {self.images!r} (data.extra_datasets.{self.name}.images)")
+        return [(image, self.folder / self.masks.format(stem=image.stem)) for image in images]
+
+    def samples(self) -> list[dict]:
+        """`list_samples` rows of this dataset; DataError naming the first image without its mask."""
+        rows = []
+        for image, mask in self.pairs():
+            if not mask.is_file():
+                raise DataError(f"{image}: its mask {mask} is missing")
+            rows.append({"sample_id": f"{self.name}_{image.stem}", "dataset": self.name, "image": str(image), "mask": str(mask),
+                         "cell_type": UNKNOWN_CELL_TYPE, "mask_values": self.mask_values})
+        return rows
+
+    def problems(self) -> list[str]:
+        """Every unusable file, one line each naming it: an image without its mask, an unreadable
+        image or mask, a mask whose size differs from its image's or with values outside its convention."""
+        found = []
+        for image, mask in self.pairs():
+            try:
+                if not mask.is_file():
+                    raise DataError(f"{image}: its mask {mask} is missing")
+                read_mask(mask, shape=read_image(image).shape, values=self.mask_values)
+            except DataError as exc:
+                found.append(str(exc))
+        return found
 
 
 # --------------------------------------------------------------------------- reading
@@ -247,11 +336,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_rgb_uint8(_open(Path(path)))
 
 
-def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None, values: str = NEAREST) -> np.ndarray:
     """A dataset mask as a class map (H, W) uint8: 0 background, 1 cytoplasm, 2 nucleus.
 
-    Stray grey values are snapped to the nearest class value. With `shape`, a mask whose size
-    differs from its image's is an error.
+    `values` is how the mask encodes the classes: NEAREST snaps stray grey values to the nearest
+    class value; 'grey' (0 / 128 / 255) and 'classes' (0 / 1 / 2) allow nothing else. With `shape`,
+    a mask whose size differs from its image's is an error.
     """
     path = Path(path)
     image = _open(path)
@@ -260,19 +350,27 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> 
     grey = np.asarray(image.convert("L"))
     if shape is not None and grey.shape != tuple(shape[:2]):
         raise DataError(f"{path}: mask is {grey.shape[1]}x{grey.shape[0]} but its image is {shape[1]}x{shape[0]}")
-    return snap_mask_values(grey)[0]
+    if values == NEAREST:
+        return snap_mask_values(grey)[0]
+    known = MASK_CONVENTIONS[values]
+    stray = np.setdiff1d(np.unique(grey), known)
+    if stray.size:
+        raise DataError(f"{path}: mask holds {', '.join(map(str, stray[:5]))}, not {values} values ({', '.join(map(str, known))})")
+    return np.searchsorted(known, grey).astype(np.uint8)
 
 
 def read_sample(row) -> tuple[np.ndarray, np.ndarray]:
     """The (image, class map) of one row of `list_samples`."""
     image = read_image(row["image"])
-    return image, read_mask(row["mask"], shape=image.shape)
+    return image, read_mask(row["mask"], shape=image.shape, values=row.get("mask_values", NEAREST))
 
 
 def mask_value_audit(samples: pd.DataFrame) -> pd.DataFrame:
-    """Masks holding values other than 0/128/255: one row per mask with the stray values."""
+    """Public masks holding values other than 0/128/255: one row per mask with the stray values."""
     rows = []
     for row in samples.itertuples():
+        if getattr(row, "mask_values", NEAREST) != NEAREST:
+            continue  # a lab's masks allow no stray value: `ExtraDataset.problems` names any
         grey = np.asarray(_open(Path(row.mask)).convert("L"))
         values, counts = np.unique(grey, return_counts=True)
         stray = {int(v): int(c) for v, c in zip(values, counts) if v not in MASK_VALUES}

@@ -22,3 +22,7 @@ class ModelError(WbcsegError):
 
 class OutputError(WbcsegError):
     """An output location cannot be written, or another run is writing there."""
+
+
+class ClusterError(WbcsegError):
+    """A Dask cluster cannot be reached or used."""

@@ -18,18 +18,23 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from wbcseg.atomic import file_mode, write_bytes
-from wbcseg.data import read_image
+from wbcseg.data import IMAGE_SUFFIXES, read_image
 from wbcseg.errors import DataError, OutputError
+from wbcseg.measure import measurement_columns
 
-IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
 DEFAULT_MAX_MEGAPIXELS = 50.0
 MEASUREMENTS_FILE = "measurements.csv"
+MASKS_DIR = "masks"
+OVERLAYS_DIR = "overlays"
+#: The columns of measurements.csv before the measurements: the input and the outputs of one image.
+FILE_COLUMNS = ("image", "mask", "overlay", "width", "height")
 LOCK_FILE = ".wbcseg-predict.lock"
 #: The column that identifies a row: the mask it describes (a rerun overwrites the same mask).
 ROW_KEY = "mask"
@@ -197,6 +202,19 @@ class OutputFolder:
 
     def __exit__(self, *exc_info):
         self.release()
+
+
+@dataclass
+class Counts:
+    """How many files a run has segmented and how many failed, kept up to date as it goes."""
+
+    ok: int = 0
+    failed: int = 0
+
+
+def output_columns(pixel_size: float | None = None) -> list[str]:
+    """The columns of measurements.csv: FILE_COLUMNS, then `measure.measurement_columns`."""
+    return [*FILE_COLUMNS, *measurement_columns(pixel_size)]
 
 
 def _csv_value(value):

@@ -1,4 +1,5 @@
-"""The U-Net: build it through segmentation_models, its losses, compile it, save and load it with its card.
+"""The U-Net: build it through segmentation_models (on one device or mirrored over several), its
+losses, compile it, save and load it with its card, and start it from a trained model's weights.
 
 The saved model takes RGB images with values 0-255 at its input size: the InceptionV3 scaling
 (x / 127.5 - 1) is a layer inside it, so nobody can feed it wrongly normalised pixels. Beside
@@ -27,8 +28,24 @@ def output_channels(task: str) -> int:
     return 1 if task == "binary" else len(TASK_CLASSES[task])
 
 
-def build_unet(backbone: str, task: str, input_size: int, encoder_weights: str | None = None) -> tf.keras.Model:
-    """A U-Net for `task` ('binary': one sigmoid channel; 'tissue': three softmax channels)."""
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """Where training runs (params `train.distribute`): 'none', TensorFlow's default strategy (one
+    device); 'mirrored', a MirroredStrategy over every GPU TensorFlow sees, or over the logical CPU
+    devices where it sees none (the tests make two). Build and compile the model in its `scope()`."""
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name != "mirrored":
+        raise ValueError(f"unknown distribution {name!r}; choose none or mirrored")
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([device.name for device in devices])
+
+
+def build_unet(backbone: str, task: str, input_size: int, encoder_weights: str | None = None, synchronized: bool = False) -> tf.keras.Model:
+    """A U-Net for `task` ('binary': one sigmoid channel; 'tissue': three softmax channels).
+
+    `synchronized`: batch normalisation over the whole batch of every replica (a mirrored model),
+    not each replica's share, so that a batch trains as it would on one device.
+    """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; segmentation_models knows {', '.join(BACKBONES)}")
     check_task(task)
@@ -44,6 +61,7 @@ def build_unet(backbone: str, task: str, input_size: int, encoder_weights: str |
     for layer in unet.layers:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             layer.momentum = BATCH_NORM_MOMENTUM
+            layer.synchronized = synchronized
     inputs = tf.keras.Input((input_size, input_size, 3), name="rgb_0_255")
     scaled = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="inception_scaling")(inputs)
     # The probabilities are computed in float32 even when the network runs in mixed precision:
@@ -89,12 +107,24 @@ def make_loss(name: str, task: str):
     return losses[name]()
 
 
+def per_replica(loss):
+    """`loss` divided by the number of replicas in sync, so that the gradients summed over replicas
+    are those of the mean loss, and Keras logs the mean. Keras divides a loss that gives one value
+    per image itself; segmentation_models' losses give one value per batch, which it leaves alone."""
+
+    def replica_loss(gt, pr):
+        return loss(gt, pr) / tf.distribute.get_strategy().num_replicas_in_sync
+
+    return replica_loss
+
+
 def compile_model(model: tf.keras.Model, task: str, loss: str, learning_rate) -> tf.keras.Model:
-    """Adam at `learning_rate` (a number or a Keras schedule), the task's loss, Dice and IoU metrics."""
+    """Adam at `learning_rate` (a number or a Keras schedule), the task's loss, Dice and IoU metrics.
+    Compile inside the scope the model was built in."""
     foreground = None if task == "binary" else [1, 2]
     model.compile(
         optimizer=tf.keras.optimizers.Adam(learning_rate),
-        loss=make_loss(loss, task),
+        loss=per_replica(make_loss(loss, task)),
         metrics=[
             sm.metrics.FScore(threshold=0.5, class_indexes=foreground, name="dice"),
             sm.metrics.IOUScore(threshold=0.5, class_indexes=foreground, name="iou"),
@@ -126,6 +156,19 @@ def save_model(model: tf.keras.Model, model_dir: str | os.PathLike, card: dict) 
     tmp_model.replace(model_dir / MODEL_FILE)
     write_json(model_dir / CARD_FILE, card)
     return model_dir
+
+
+def load_weights_from(model: tf.keras.Model, model_dir: str | os.PathLike, config) -> dict:
+    """Copy into `model`, a U-Net of `config` (a params.RunConfig), the weights of the model in
+    `model_dir`, where fine-tuning starts; returns that model's card. ModelError when the two
+    differ in task, input size or backbone."""
+    card = read_model_dir(model_dir)  # a mismatch is answered before the model loads
+    want = {"task": config.task, "input_size": config.input_size, "backbone": config.backbone}
+    differ = [f"{key} {card[key]} (this run: {value})" for key, value in want.items() if card[key] != value]
+    if differ:
+        raise ModelError(f"{model_dir}: cannot start from this model: it has {', '.join(differ)}")
+    model.set_weights(load_model(model_dir)[0].get_weights())
+    return card
 
 
 def load_model(model_dir: str | os.PathLike) -> tuple[tf.keras.Model, dict]:

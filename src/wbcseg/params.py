@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 
 from wbcseg.classes import TASK_CLASSES, TASK_TARGETS
-from wbcseg.data import DATASETS
+from wbcseg.data import DATASETS, MASK_CONVENTIONS, ExtraDataset, check_dataset_name
 from wbcseg.errors import ParamsError
+from wbcseg.paths import stage_paths
 
 LOSSES = ("dice_ce", "focal_dice", "focal", "tversky")
 SCHEDULES = ("constant", "cosine")
@@ -28,6 +29,8 @@ TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: Inference engines (evaluate.engine, `wbcseg predict --engine`): see engine.resolve_engine.
 ENGINES = ("auto", "tensorflow", "openvino")
+#: How training spreads over devices (train.distribute): see network.distribution_strategy.
+DISTRIBUTE = ("none", "mirrored")
 #: segmentation_models 1.0.1's backbones (`sm.Backbones.models_names()`; tests/test_params.py checks).
 BACKBONES = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "seresnet18", "seresnet34", "seresnet50",
@@ -116,26 +119,61 @@ def _encoder_weights(value):
 
 def _targets(value):
     if not isinstance(value, dict):
-        return f"must map variants to {{dataset label: {{target: minimum Dice}}}}, got {value!r}"
-    for variant, by_dataset in value.items():
+        return f"must map models to {{dataset label: {{target: minimum Dice}}}}, got {value!r}"
+    for model, by_dataset in value.items():
         if not isinstance(by_dataset, dict):
-            return f"{variant}: must map dataset labels (d1, d2) to {{target: minimum Dice}}"
+            return f"{model}: must map dataset labels (d1, d2, a lab dataset's name) to {{target: minimum Dice}}"
         for dataset, by_target in by_dataset.items():
-            if dataset not in [f"d{d}" for d in DATASETS] or not isinstance(by_target, dict):
-                return f"{variant}.{dataset}: must be a dataset label (d1, d2) mapped to {{target: minimum Dice}}"
+            if not isinstance(by_target, dict):
+                return f"{model}.{dataset}: must be a dataset label (d1, d2, a lab dataset's name) mapped to {{target: minimum Dice}}"
             for target, required in by_target.items():
                 if target not in TASK_TARGETS["tissue"] or not (_is_number(required) and 0 < required <= 1):
-                    return f"{variant}.{dataset}.{target}: must be a target ({', '.join(TASK_TARGETS['tissue'])}) with a Dice in (0, 1], got {required!r}"
+                    return f"{model}.{dataset}.{target}: must be a target ({', '.join(TASK_TARGETS['tissue'])}) with a Dice in (0, 1], got {required!r}"
+
+
+def _dataset(value) -> bool:
+    """A public dataset's number, or a name a lab dataset may have (whether one has it is checked later)."""
+    return value in DATASETS if isinstance(value, int) else isinstance(value, str) and not check_dataset_name(value)
 
 
 def _datasets(value):
-    if not (isinstance(value, list) and value and all(d in DATASETS for d in value) and len(set(value)) == len(value)):
-        return f"must be a non-empty list drawn from {list(DATASETS)}, got {value!r}"
+    if not (isinstance(value, list) and value and all(map(_dataset, value)) and len(set(value)) == len(value)):
+        return f"must be a non-empty list of distinct datasets ({', '.join(map(str, DATASETS))} or names in data.extra_datasets), got {value!r}"
+
+
+def _mask_template(value):
+    if not (isinstance(value, str) and "{stem}" in value):
+        return f"must be a file name template with {{stem}} (the image's name without extension), e.g. 'masks/{{stem}}.png', got {value!r}"
+
+
+#: The keys of one entry of data.extra_datasets (all optional: ExtraDataset has the defaults).
+EXTRA_DATASET = {
+    "images": _text,
+    "masks": _mask_template,
+    "mask_values": _one_of(list(MASK_CONVENTIONS)),
+    "pixel_size": _optional(_positive),
+}
+
+
+def _extra_datasets(value):
+    if not isinstance(value, dict):
+        return f"must map dataset names to {{{', '.join(EXTRA_DATASET)}}}, got {value!r}"
+    for name, spec in value.items():
+        problem = check_dataset_name(name)
+        if problem:
+            return problem
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            return f"{name}: must be a mapping of {', '.join(EXTRA_DATASET)}, got {spec!r}"
+        for key, item in spec.items():
+            problem = f"unknown key; a dataset knows {', '.join(EXTRA_DATASET)}" if key not in EXTRA_DATASET else EXTRA_DATASET[key](item)
+            if problem:
+                return f"{name}.{key}: {problem}"
 
 
 #: Every group and key of params.yaml with its check. `train` keys are what a variant may override.
 SCHEMA = {
-    "data": {"source": _optional(_text), "max_images_per_dataset": _optional(_whole(10))},
+    "data": {"source": _optional(_text), "max_images_per_dataset": _optional(_whole(10)), "extra_datasets": _extra_datasets},
     "split": {"seed": _whole(0), "test_fraction": _fraction, "val_fraction": _fraction},
     "model": {"backbone": _one_of(BACKBONES), "encoder_weights": _encoder_weights, "input_size": _input_size},
     "train": {
@@ -153,6 +191,7 @@ SCHEMA = {
         "precision": _one_of(TRAINING_PRECISIONS),
         "deterministic": _boolean,
         "seed": _whole(0),
+        "distribute": _one_of(DISTRIBUTE),
     },
     "evaluate": {
         "overlays": _whole(0),
@@ -162,9 +201,12 @@ SCHEMA = {
         "engine": _one_of(ENGINES),
     },
     "compare": {"targets": _targets},
-    "crossval": {"folds": _folds, "variant": _text},
-    "variants": None,  # checked by _check_variants
+    "crossval": {"folds": _folds, "variant": _text, "fold": _optional(_whole(0))},
+    "variants": None,  # checked by _check_models
+    "finetuned": None,  # checked by _check_models
 }
+#: What a `finetuned` entry holds: the model directory it starts from, and any train key.
+FINETUNED = {"init_from": _text, **SCHEMA["train"]}
 
 
 def _check_group(values, checks: dict, prefix: str, complete: bool = True) -> None:
@@ -182,18 +224,46 @@ def _check_group(values, checks: dict, prefix: str, complete: bool = True) -> No
             raise ParamsError(f"{prefix}.{key}: {problem}")
 
 
-def _check_variants(params: dict) -> None:
-    variants = params["variants"]
+def _check_models(params: dict) -> None:
+    variants, finetuned = params["variants"], params["finetuned"]
     if not (isinstance(variants, dict) and "main" in variants):
         raise ParamsError("variants: must be a mapping of variant names that includes 'main'")
-    for name, overrides in variants.items():
-        overrides = overrides or {}
-        if not isinstance(overrides, dict):
-            raise ParamsError(f"variants.{name}: must be a mapping of train keys to override")
-        _check_group(overrides, SCHEMA["train"], f"variants.{name}", complete=False)
-        run = {**params["train"], **overrides}
-        if run["warmup_epochs"] >= run["epochs"]:
-            raise ParamsError(f"variants.{name}: warmup_epochs ({run['warmup_epochs']}) must be fewer than epochs ({run['epochs']})")
+    if not isinstance(finetuned, dict):
+        raise ParamsError(f"finetuned: must be a mapping of model names to {{init_from: MODEL_DIR, train keys}}, got {finetuned!r}")
+    for group, checks in (("variants", SCHEMA["train"]), ("finetuned", FINETUNED)):
+        for name, overrides in params[group].items():
+            overrides = overrides or {}
+            if not isinstance(overrides, dict):
+                raise ParamsError(f"{group}.{name}: must be a mapping of train keys to override")
+            _check_group(overrides, checks, f"{group}.{name}", complete=False)
+            if group == "finetuned" and "init_from" not in overrides:
+                raise ParamsError(f"finetuned.{name}.init_from: missing; name the model directory to start from, e.g. models/main")
+            run = {**params["train"], **overrides}
+            if run["warmup_epochs"] >= run["epochs"]:
+                raise ParamsError(f"{group}.{name}: warmup_epochs ({run['warmup_epochs']}) must be fewer than epochs ({run['epochs']})")
+    both = sorted(set(variants) & set(finetuned))
+    if both:
+        raise ParamsError(f"finetuned.{both[0]}: a variant has that name too; a model's name is its folder in models/ and reports/")
+
+
+def _check_datasets_known(params: dict) -> None:
+    """Every dataset named anywhere is a public one or in data.extra_datasets, and every model a
+    quality target names is a variant or a fine-tuned model."""
+    names = set(params["data"]["extra_datasets"])
+    labels = {f"d{d}" for d in DATASETS} | names
+    runs = [("train", params["train"])] + [(f"{g}.{n}", o or {}) for g in ("variants", "finetuned") for n, o in params[g].items()]
+    for prefix, run in runs:
+        for key in ("datasets", "test_datasets"):
+            unknown = [d for d in run.get(key) or [] if isinstance(d, str) and d not in names]
+            if unknown:
+                raise ParamsError(f"{prefix}.{key}: {unknown[0]!r} is not a dataset of data.extra_datasets ({', '.join(names) or 'none defined'})")
+    models = set(params["variants"]) | set(params["finetuned"])
+    for model, by_dataset in params["compare"]["targets"].items():
+        if model not in models:
+            raise ParamsError(f"compare.targets.{model}: must name a variant or a fine-tuned model of params.yaml")
+        for label in by_dataset:
+            if label not in labels:
+                raise ParamsError(f"compare.targets.{model}: {label!r} must be a dataset label ({', '.join(sorted(labels))})")
 
 
 def check_params(params) -> None:
@@ -210,12 +280,13 @@ def check_params(params) -> None:
             _check_group(params[group], checks, group)
     if params["split"]["test_fraction"] + params["split"]["val_fraction"] >= 0.9:
         raise ParamsError("split: test_fraction + val_fraction leaves too few training images")
-    _check_variants(params)
-    for variant in params["compare"]["targets"]:
-        if variant not in params["variants"]:
-            raise ParamsError(f"compare.targets.{variant}: must name a variant of params.yaml")
-    if params["crossval"]["variant"] not in params["variants"]:
-        raise ParamsError(f"crossval.variant: must name a variant of params.yaml, got {params['crossval']['variant']!r}")
+    _check_models(params)
+    _check_datasets_known(params)
+    crossval = params["crossval"]
+    if crossval["variant"] not in params["variants"]:
+        raise ParamsError(f"crossval.variant: must name a variant of params.yaml, got {crossval['variant']!r}")
+    if crossval["fold"] is not None and crossval["fold"] >= crossval["folds"]:
+        raise ParamsError(f"crossval.fold: must be below crossval.folds ({crossval['folds']}), got {crossval['fold']}")
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
@@ -236,12 +307,13 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one training-and-evaluation run needs: `train` merged with one variant, and `model`."""
+    """Everything one training-and-evaluation run needs: `train` merged with one variant (or one
+    `finetuned` model, which adds `init_from`), and `model`."""
 
     variant: str
     task: str
-    datasets: tuple[int, ...]
-    test_datasets: tuple[int, ...]
+    datasets: tuple[int | str, ...]
+    test_datasets: tuple[int | str, ...]
     epochs: int
     batch_size: int
     learning_rate: float
@@ -256,6 +328,8 @@ class RunConfig:
     backbone: str
     encoder_weights: str | None
     input_size: int
+    distribute: str = "none"
+    init_from: str | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -269,11 +343,12 @@ class RunConfig:
 
 
 def run_config(params: dict, variant: str = "main") -> RunConfig:
-    """The settings of one variant: `train`, overridden by `variants.<variant>`, plus `model`."""
-    variants = params["variants"]
-    if variant not in variants:
-        raise ParamsError(f"variants.{variant}: no such variant; params.yaml defines {', '.join(variants)}")
-    run = {**params["train"], **(variants[variant] or {})}
+    """The settings of one model: `train`, overridden by `variants.<variant>` (or
+    `finetuned.<variant>`), plus `model`."""
+    models = {**params["variants"], **params["finetuned"]}
+    if variant not in models:
+        raise ParamsError(f"variants.{variant}: no such variant; params.yaml defines {', '.join(models)}")
+    run = {**params["train"], **(models[variant] or {})}
     model = params["model"]
     return RunConfig(
         variant=variant,
@@ -294,4 +369,12 @@ def run_config(params: dict, variant: str = "main") -> RunConfig:
         backbone=model["backbone"],
         encoder_weights=model["encoder_weights"],
         input_size=model["input_size"],
+        distribute=run["distribute"],
+        init_from=run.get("init_from"),
     )
+
+
+def extra_datasets(params: dict, root: str | os.PathLike = ".") -> tuple[ExtraDataset, ...]:
+    """The lab datasets of `data.extra_datasets`, each in data/extra/<name> under `root`."""
+    folder = stage_paths(root)["extra"]
+    return tuple(ExtraDataset(name, folder / name, **(spec or {})) for name, spec in params["data"]["extra_datasets"].items())

@@ -21,6 +21,7 @@ def stage_paths(root: str | os.PathLike, variant: str | None = None) -> dict[str
     paths = {
         "params": root / "params.yaml",
         "raw": root / "data" / "raw",
+        "extra": root / "data" / "extra",
         "processed": root / "data" / "processed",
         "split": root / "data" / "processed" / "split.csv",
         "reports": root / "reports",

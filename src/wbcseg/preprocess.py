@@ -52,17 +52,18 @@ def write_arrays(path: str | os.PathLike, samples: pd.DataFrame, size: int) -> P
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez_compressed(
         tmp, images=images, labels=labels,
-        sample_id=samples["sample_id"].to_numpy(str), dataset=samples["dataset"].to_numpy(np.int64),
+        sample_id=samples["sample_id"].to_numpy(str), dataset=samples["dataset"].astype(str).to_numpy(str),
     )
     tmp.replace(path)
     return path
 
 
 def read_arrays(path: str | os.PathLike, datasets=None) -> dict[str, np.ndarray]:
-    """The arrays saved by `write_arrays`, optionally only the images of some datasets."""
+    """The arrays saved by `write_arrays`, optionally only the images of some datasets (ids, as
+    params.yaml names them; the file holds them as text)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: preprocessed arrays not found; run the preprocess stage (`dvc repro preprocess`)")
     with np.load(path) as arrays:
-        keep = slice(None) if datasets is None else np.isin(arrays["dataset"], list(datasets))
+        keep = slice(None) if datasets is None else np.isin(arrays["dataset"], [str(d) for d in datasets])
         return {key: arrays[key][keep] for key in arrays.files}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wbcseg.data import ALL_DATASETS, dataset_label
+from wbcseg.data import ALL_DATASETS, dataset_label, label_dataset
 
 #: Published figures, QUOTED from their sources and not reproduced here; their protocols differ
 #: from ours (other splits, other resolutions), so they are context, not a leaderboard.
@@ -32,7 +32,7 @@ PUBLISHED = pd.DataFrame(
 
 
 def datasets_label(datasets) -> str:
-    """'d1+d2' for datasets (1, 2)."""
+    """'d1+d2' for datasets (1, 2); 'd1+d2+lab' with a lab dataset."""
     return "+".join(dataset_label(d) for d in datasets)
 
 
@@ -45,7 +45,7 @@ def comparison_table(summaries: dict[str, pd.DataFrame], configs: dict) -> pd.Da
     tables = []
     for name, summary in summaries.items():
         per_dataset = summary[summary["dataset"] != ALL_DATASETS]
-        tested = sorted(int(label[1:]) for label in per_dataset["dataset"].unique())
+        tested = [label_dataset(label) for label in per_dataset["dataset"].unique()]
         config = configs.get(name)
         rows = summary if len(tested) > 1 else per_dataset
         tables.append(
@@ -130,12 +130,17 @@ REPORTS = (
 )
 
 
-def report_links(variants, table: pd.DataFrame) -> list[str]:
-    """One Markdown line per report (REPORTS, per-variant ones for each of `variants`); an evaluation
-    line ends with that model's whole-cell Dice per test dataset from the comparison `table`."""
+FINETUNE_REPORT = "a model fine-tuned from another (`finetuned` in params.yaml) against the model it started from"
+
+
+def report_links(variants, table: pd.DataFrame, finetuned=()) -> list[str]:
+    """One Markdown line per report (REPORTS, per-variant ones for each of `variants`, then one per
+    model of `finetuned`); an evaluation line ends with that model's whole-cell Dice per test
+    dataset from the comparison `table`."""
     cells = table[(table["target"] == "cell") & (table["dataset"] != ALL_DATASETS)]
     lines = []
-    for href, what in REPORTS:
+    reports = [*REPORTS[:4], *[(f"{name}/07_finetune.html", FINETUNE_REPORT) for name in finetuned], *REPORTS[4:]]
+    for href, what in reports:
         for variant in variants if "{variant}" in href else [None]:
             link = href.format(variant=variant)
             line = f"[{link.removesuffix('.html')}]({link}): {what}"
@@ -159,3 +164,16 @@ def index_page(title: str, links: list[str], headline: pd.DataFrame, findings: s
     style = "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.4}" \
             "table{border-collapse:collapse}th,td{padding:.2em .6em;border-bottom:1px solid #ccc}"
     return f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{style}</style></head>\n<body>\n{body}</body></html>\n"
+
+
+def versus_table(base: pd.DataFrame, tuned: pd.DataFrame, names: tuple[str, str] = ("base", "fine-tuned")) -> pd.DataFrame:
+    """Two models' summaries (`scoring.summarize`) on the same images side by side: mean Dice of
+    each per dataset and target (and over all, where there are several datasets), and the gain of
+    the second (negative: it does worse)."""
+    columns = ["dataset", "target", "dice_mean"]
+    table = base[[*columns, "n_images"]].merge(tuned[columns], on=["dataset", "target"], suffixes=("_0", "_1"))
+    table["gain"] = table["dice_mean_1"] - table["dice_mean_0"]
+    per_dataset = table[table["dataset"] != ALL_DATASETS]
+    table = table if per_dataset["dataset"].nunique() > 1 else per_dataset  # 'all' would repeat the one dataset
+    table = table.rename(columns={"dice_mean_0": f"dice {names[0]}", "dice_mean_1": f"dice {names[1]}"})
+    return table[["dataset", "target", f"dice {names[0]}", f"dice {names[1]}", "gain", "n_images"]].reset_index(drop=True)

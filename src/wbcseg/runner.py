@@ -28,8 +28,9 @@ from wbcseg.noise import drop_noise
 from wbcseg.params import load_params, run_config
 from wbcseg.paths import stage_paths
 
-#: Notebooks that run once per variant of params.yaml (their reports go to reports/<variant>/).
-PER_VARIANT = ("03_train", "04_evaluate")
+#: Notebooks that run once per model of params.yaml (their reports go to reports/<variant>/): a
+#: variant's, or a fine-tuned model's (07_finetune).
+PER_VARIANT = ("03_train", "04_evaluate", "07_finetune")
 #: The tag of a cell left out of the HTML report.
 NOTEBOOK_ONLY = "notebook-only"
 #: JupyterLab's HTML template without the scripts it loads from the web (require.js, MathJax): a

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from wbcseg.classes import TASK_CLASSES, TASK_TARGETS, check_task, target_masks, task_labels, truth_masks
-from wbcseg.data import ALL_DATASETS, dataset_label, read_image, read_mask
+from wbcseg.data import ALL_DATASETS, NEAREST, dataset_label, read_image, read_mask
 from wbcseg.metrics import METRICS, confusion_counts, segmentation_metrics
 
 PER_IMAGE_COLUMNS = ("sample_id", "dataset", "cell_type", "target", *METRICS, "height", "width")
@@ -26,7 +26,7 @@ def evaluate_labels(pred_labels, samples: pd.DataFrame, task: str) -> pd.DataFra
         raise ValueError(f"{len(pred_labels)} predictions for {len(samples)} samples")
     rows = []
     for labels, (_, row) in zip(pred_labels, samples.iterrows()):
-        truth = truth_masks(read_mask(row["mask"]), task)
+        truth = truth_masks(read_mask(row["mask"], values=row.get("mask_values", NEAREST)), task)
         if labels.shape != truth["cell"].shape:
             raise ValueError(
                 f"{row['sample_id']}: prediction is {labels.shape} but its mask is {truth['cell'].shape}; "

@@ -1,4 +1,5 @@
-"""The seeded train / val / test split, stratified by dataset and cell type, and k folds."""
+"""The seeded train / val / test split, stratified by dataset and cell type (a lab's dataset has
+none: by dataset alone), and k folds."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 SPLITS = ("train", "val", "test")
+#: Where a sample's files are and how to read its mask: listed afresh when the split is read back,
+#: not kept in split.csv, so that the file is the same on every machine.
+FILE_COLUMNS = ("image", "mask", "mask_values")
 
 
 def strata(samples: pd.DataFrame, min_count: int) -> pd.Series:
@@ -68,10 +72,18 @@ def limit_per_dataset(samples: pd.DataFrame, cap: int | None) -> pd.DataFrame:
     return samples.groupby("dataset", group_keys=False).head(cap).reset_index(drop=True)
 
 
-def read_split(path, raw_root) -> pd.DataFrame:
-    """The split CSV written by 02_preprocess, joined with the image and mask paths under `raw_root`."""
-    from wbcseg.data import list_samples
+def write_split(assigned: pd.DataFrame, path) -> None:
+    """The split (`make_split`'s table) as a CSV, without FILE_COLUMNS."""
+    assigned.drop(columns=[c for c in FILE_COLUMNS if c in assigned]).to_csv(path, index=False)
 
-    assigned = pd.read_csv(path, dtype={"sample_id": str})
-    files = list_samples(raw_root, sorted(assigned["dataset"].unique()))[["sample_id", "image", "mask"]]
-    return assigned.merge(files, on="sample_id", how="left", validate="one_to_one")
+
+def read_split(path, raw_root, extra=()) -> pd.DataFrame:
+    """The split CSV of `write_split`, joined with FILE_COLUMNS of its samples: the public
+    datasets' under `raw_root`, the lab datasets' of `extra` (data.ExtraDataset)."""
+    from wbcseg.data import DATASETS, dataset_id, list_samples
+
+    assigned = pd.read_csv(path, dtype={"sample_id": str, "dataset": str})
+    assigned["dataset"] = assigned["dataset"].map(dataset_id)
+    present = set(assigned["dataset"])
+    files = list_samples(raw_root, [d for d in DATASETS if d in present], [spec for spec in extra if spec.name in present])
+    return assigned.merge(files[["sample_id", *FILE_COLUMNS]], on="sample_id", how="left", validate="one_to_one")

@@ -17,7 +17,7 @@ from wbcseg.augment import training_augmentation
 from wbcseg.backend import tf
 from wbcseg.card import make_card
 from wbcseg.engine import native_bfloat16
-from wbcseg.network import build_unet, compile_model, float32_copy, save_model
+from wbcseg.network import build_unet, compile_model, distribution_strategy, float32_copy, load_weights_from, save_model
 from wbcseg.params import TRAINING_PRECISIONS
 
 #: Where the cosine schedule ends, as a fraction of the peak learning rate: near zero, so the last
@@ -34,6 +34,7 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     groups: np.ndarray | None = None,
+    replicas: int = 1,
 ) -> tf.data.Dataset:
     """A batched, prefetched tf.data pipeline of (RGB 0-255 float32, target) pairs.
 
@@ -41,7 +42,8 @@ def make_dataset(
     each group in equal shares, instead of each image once: a small dataset is seen as often as a
     large one. Each image's augmentation is drawn from its own seed, which comes from a seeded
     stream that changes every epoch: the same seed gives the same batches, however the map's
-    threads interleave.
+    threads interleave. With several `replicas`, a last batch smaller than their number is left
+    out: tf.distribute would give some replica no image, which the network cannot run.
     """
     if groups is not None and len(np.unique(groups)) > 1:
         parts = [
@@ -82,7 +84,10 @@ def make_dataset(
             target = tf.one_hot(tf.cast(label, tf.int32), n_classes)
         return tf.cast(image, tf.float32), target
 
-    return dataset.map(_to_targets, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # take(), not filter(): Keras must know how many batches there are; over a filtered dataset
+    # of unknown length, its Dice metric counted one batch too many at the end of each epoch.
+    batches = len(images) // batch_size + (len(images) % batch_size >= replicas)
+    return dataset.map(_to_targets, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).take(batches).prefetch(tf.data.AUTOTUNE)
 
 
 def learning_rate(config, steps_per_epoch: int):
@@ -147,7 +152,10 @@ class EpochLine(tf.keras.callbacks.Callback):
 
 
 def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = None, progress: bool = True):
-    """Train a U-Net for `config` (params.RunConfig) on model-size arrays {'images', 'labels'}.
+    """Train a U-Net for `config` (params.RunConfig) on model-size arrays {'images', 'labels'}:
+    from scratch, or from the weights of the model directory `config.init_from`; on one device,
+    or with `config.distribute` 'mirrored' on several, each batch of `config.batch_size` split
+    between them.
 
     The weights of the epoch with the best validation Dice are kept. Per-epoch metrics go to
     DVCLive at `live_dir` (for `dvc plots`), and, with `progress`, one line per epoch to stdout.
@@ -158,9 +166,11 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
     tf.keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    train_ds = make_dataset(train["images"], train["labels"], config.task, config.batch_size, augment=config.augment,
-                            shuffle=True, seed=config.seed, groups=train.get("dataset") if config.balance else None)
-    val_ds = make_dataset(val["images"], val["labels"], config.task, config.batch_size)
+    strategy = distribution_strategy(config.distribute)
+    replicas = strategy.num_replicas_in_sync
+    train_ds = make_dataset(train["images"], train["labels"], config.task, config.batch_size, augment=config.augment, shuffle=True,
+                            seed=config.seed, groups=train.get("dataset") if config.balance else None, replicas=replicas)
+    val_ds = make_dataset(val["images"], val["labels"], config.task, config.batch_size, replicas=replicas)
     callbacks = [tf.keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=config.epochs, restore_best_weights=True)]
     if progress:
         callbacks.append(EpochLine(config.epochs, label=f"{config.variant}: "))
@@ -170,9 +180,11 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
 
         callbacks.append(DVCLiveCallback(live=Live(str(live_dir), dvcyaml=None, save_dvc_exp=False)))
     precision = resolve_training_precision(config.precision)
-    with dtype_policy(precision):
-        model = build_unet(config.backbone, config.task, config.input_size, config.encoder_weights)
-        compile_model(model, config.task, config.loss, learning_rate(config, steps_per_epoch=-(-len(train["images"]) // config.batch_size)))
+    with dtype_policy(precision), strategy.scope():
+        model = build_unet(config.backbone, config.task, config.input_size, config.encoder_weights, synchronized=replicas > 1)
+        if config.init_from:
+            load_weights_from(model, config.init_from, config)
+        compile_model(model, config.task, config.loss, learning_rate(config, steps_per_epoch=int(train_ds.cardinality())))
         # shuffle=False: the tf.data pipeline shuffles; Keras cannot shuffle a Dataset itself
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)
     if precision != "float32":  # the best weights in a float32 model, as inference and saving expect
@@ -185,7 +197,8 @@ def fit(config, train: dict, val: dict, live_dir: str | os.PathLike | None = Non
 
 def validation_metrics(model, val: dict, config) -> dict:
     """Loss, Dice and IoU on the validation arrays at model size, as Keras computes them in training."""
-    values = model.evaluate(make_dataset(val["images"], val["labels"], config.task, config.batch_size), verbose=0, return_dict=True)
+    replicas = model.distribute_strategy.num_replicas_in_sync
+    values = model.evaluate(make_dataset(val["images"], val["labels"], config.task, config.batch_size, replicas=replicas), verbose=0, return_dict=True)
     return {name: float(value) for name, value in values.items()}
 
 

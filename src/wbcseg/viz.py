@@ -18,7 +18,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from wbcseg.classes import CLASS_NAMES, target_masks, task_labels
-from wbcseg.data import read_sample
+from wbcseg.data import dataset_label, read_sample
 from wbcseg.overlay import OVERLAY_COLOURS, overlay
 
 #: Colours (RGB) of the error overlay; the legend of every error panel.
@@ -84,7 +84,7 @@ def sample_grid(samples: pd.DataFrame, n_per_dataset: int = 4, seed: int = 0) ->
         .groupby("dataset", sort=True)
         .head(n_per_dataset)
     )
-    datasets = sorted(chosen["dataset"].unique())
+    datasets = sorted(chosen["dataset"].unique(), key=str)  # 1, 2, then lab datasets by name
     fig, axes = plt.subplots(2 * len(datasets), n_per_dataset, figsize=(2.2 * n_per_dataset, 4.4 * len(datasets)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -124,7 +124,7 @@ def metric_boxplots(per_image: pd.DataFrame, metrics=("dice", "hd95")) -> plt.Fi
     groups = list(per_image.groupby(["target", "dataset"], sort=False))
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(4, 0.8 * len(groups)) * len(metrics), 4), squeeze=False)
     rng = np.random.default_rng(0)  # fixed jitter: the same table draws the same figure
-    labels = [f"{target}\nd{dataset}" for (target, dataset), _ in groups]
+    labels = [f"{target}\n{dataset_label(dataset)}" for (target, dataset), _ in groups]
     for ax, metric in zip(axes[0], metrics):
         values = [group[metric].dropna().to_numpy() for _, group in groups]
         ax.boxplot(values, showfliers=False)
@@ -133,6 +133,23 @@ def metric_boxplots(per_image: pd.DataFrame, metrics=("dice", "hd95")) -> plt.Fi
         ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
         ax.set_ylabel(f"{metric} (pixels)" if metric == "hd95" else metric)
         ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def paired_dice(before: pd.DataFrame, after: pd.DataFrame, names: tuple[str, str] = ("before", "after")) -> plt.Figure:
+    """Per-image Dice of two models on the same images (two `scoring.evaluate_labels` tables), one
+    panel per target: a point per image, above the diagonal where the second model does better."""
+    merged = before.merge(after, on=["sample_id", "target"], suffixes=("_before", "_after"))
+    targets = list(dict.fromkeys(merged["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.6), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        rows = merged[merged["target"] == target]
+        ax.scatter(rows["dice_before"], rows["dice_after"], s=12, alpha=0.6)
+        low = float(np.nanmin([rows["dice_before"].min(), rows["dice_after"].min(), 0.9]))
+        ax.plot([low, 1], [low, 1], color="grey", linewidth=1)
+        ax.set(title=target, xlabel=f"Dice, {names[0]}", ylabel=f"Dice, {names[1]}", xlim=(low, 1.005), ylim=(low, 1.005))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
