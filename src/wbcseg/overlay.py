@@ -1,9 +1,11 @@
-"""Overlays: an image with its segmentation tinted and outlined, as `wbcseg predict` writes and the reports show."""
+"""Overlays: an image with its segmentation tinted and outlined (and, for a field, each cell outlined and
+numbered), as `wbcseg predict` writes and the reports show."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 #: Overlay colour (RGB) of each label of a task; row 0 (background) is never painted.
 OVERLAY_COLOURS = {
@@ -11,6 +13,9 @@ OVERLAY_COLOURS = {
     "tissue": ((0, 0, 0), (0, 200, 80), (255, 40, 40)),
 }
 OVERLAY_ALPHA = 0.35
+#: Outline and id colour (RGB) of each white cell of a field (touching cells of one class would blend
+#: otherwise): blue, which neither the tints nor a stained smear use.
+CELL_EDGE_COLOUR = (20, 60, 255)
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
@@ -25,4 +30,19 @@ def overlay(image: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
     square = np.ones((3, 3), np.uint8)
     edge = cell & ((cv2.erode(labels, square) != labels) | (cv2.dilate(labels, square) != labels))
     out[edge] = colours[labels[edge]]
+    return out
+
+
+def overlay_cells(image: np.ndarray, instances: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """A field's tissue overlay with each white cell outlined in CELL_EDGE_COLOUR and its id (the
+    `cell_id` of measurements.csv) written at the top left of its box."""
+    out = overlay(image, classes, "tissue")
+    ids = instances.astype(np.float32)  # OpenCV's morphology takes float32, not int32; ids stay exact below 2**24
+    square = np.ones((3, 3), np.uint8)
+    out[(instances > 0) & ((cv2.erode(ids, square) != ids) | (cv2.dilate(ids, square) != ids))] = CELL_EDGE_COLOUR
+    size = max(0.5, min(image.shape[:2]) / 800)
+    for cell_id, box in enumerate(ndimage.find_objects(instances), start=1):
+        if box is not None:
+            corner = (box[1].start, max(box[0].start, round(12 * size)))
+            cv2.putText(out, str(cell_id), corner, cv2.FONT_HERSHEY_SIMPLEX, size, CELL_EDGE_COLOUR, max(1, round(2 * size)), cv2.LINE_AA)
     return out
