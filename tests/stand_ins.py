@@ -1,4 +1,4 @@
-"""Stand-ins for a Keras model, and loaders of them for Dask workers, shared by the tests."""
+"""Stand-ins for a Keras model, loaders of them for Dask workers, and drawn smear fields, shared by the tests."""
 
 from __future__ import annotations
 
@@ -24,6 +24,33 @@ class ColourModel:
         if self.channels == 1:
             return red
         return np.concatenate([1 - red, red * (1 - green), red * green], axis=-1)
+
+
+class StainModel:
+    """Stands in for a Keras tissue model on smears: nucleus where green is dark, cytoplasm where it
+    is middling (red cells too, as the real model's cytoplasm class tends to), background where
+    pale; each pixel by its own colour, so tiled and whole-image predictions agree. Counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_on_batch(self, x):
+        self.calls += 1
+        green = np.asarray(x, np.float32)[..., 1:2]
+        nucleus = 1 / (1 + np.exp((green - 95) / 8))
+        cytoplasm = (1 - nucleus) / (1 + np.exp((green - 165) / 8))
+        return np.concatenate([1 - nucleus - cytoplasm, cytoplasm, nucleus], axis=-1)
+
+
+#: The stand-in's training cell diameter in its 32 px input: about the real model's 77 of 128.
+STAIN_CELL_DIAMETER = 18
+
+
+def stain_segmenter(**options) -> Segmenter:
+    """A Segmenter of the StainModel, with a card that records its training scale."""
+    card = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus"], "input_size": 32,
+            "scale": {"cell_diameter_px": STAIN_CELL_DIAMETER}}
+    return Segmenter(StainModel(), card, **options)
 
 
 def colour_segmenter(task: str, **options) -> Segmenter:
@@ -85,3 +112,27 @@ class KillOnceLoader:
     def __call__(self) -> Segmenter:
         card = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus"], "input_size": 32}
         return Segmenter(KillingModel(3, self.marker), card)
+
+
+BACKGROUND, CYTOPLASM, NUCLEUS, RED_CELL = (235, 215, 200), (200, 150, 210), (90, 40, 130), (215, 150, 165)
+
+
+def draw_field(shape, cells, red_cells=()):
+    """A field image and its true instances: cells are (y, x, radius) with a nucleus of 0.45 the
+    radius (or, for a 4-tuple with True last, two lobes); red cells are (y, x, radius) discs."""
+    image = np.empty((*shape, 3), np.uint8)
+    image[:] = BACKGROUND
+    truth = np.zeros(shape, np.int32)
+    rows, cols = np.indices(shape)
+    for y, x, r in red_cells:
+        image[np.hypot(rows - y, cols - x) < r] = RED_CELL
+    for i, (y, x, r, *lobed) in enumerate(cells, start=1):
+        disc = np.hypot(rows - y, cols - x) < r
+        image[disc] = CYTOPLASM
+        truth[disc & ((truth == 0) | (np.hypot(rows - y, cols - x) < r - 1))] = i
+        if lobed and lobed[0]:
+            for dx in (-0.45 * r, 0.45 * r):  # lobes 0.15 diameters apart
+                image[np.hypot(rows - y, cols - x - dx) < 0.3 * r] = NUCLEUS
+        else:
+            image[np.hypot(rows - y, cols - x) < 0.45 * r] = NUCLEUS
+    return image, truth

@@ -68,6 +68,18 @@ def test_missing_or_broken_files_are_one_line_errors(tmp_path, model_dir):
         wc.read_card(model_dir)
 
 
+def test_the_scale_that_field_mode_needs_is_recorded_and_read():
+    card = wc.make_card(CONFIG, cell_diameter_px=77.4321)
+    assert card["scale"] == {"cell_diameter_px": 77.43} and wc.model_cell_diameter(card) == 77.43
+    for changed, message in (
+        ({"scale": None}, "model_card.json: records no scale.cell_diameter_px .* retrain it"),
+        ({"scale": {"cell_diameter_px": -3}}, "must be a positive number of pixels, got -3"),
+        ({"task": "binary"}, "this binary model has none"),
+    ):
+        with pytest.raises(ModelError, match=message):
+            wc.model_cell_diameter({**card, **changed})
+
+
 def _empty(tmp_path):
     folder = tmp_path / "empty"
     folder.mkdir()

@@ -113,6 +113,25 @@ def test_a_rerun_merges_by_image_and_the_new_row_wins(tmp_path):
     ]
 
 
+def test_a_fields_rows_are_replaced_together_when_it_is_redone(tmp_path):
+    def cells(image, n):
+        return [{"mask": f"masks/{image}.png", "cell_id": k, "area": 10 * k} for k in range(1, n + 1)]
+
+    with MeasurementsTable(tmp_path, ["mask", "area"]) as table:
+        table.write({"mask": "masks/crop.png", "area": 5})
+    with MeasurementsTable(tmp_path, ["mask", "cell_id", "area"]) as table:
+        table.write_rows(cells("field", 3), order=0)
+        table.write_rows(cells("other", 1), order=1)
+    with MeasurementsTable(tmp_path, ["mask", "cell_id", "area"]) as table:
+        table.write_rows(cells("field", 1))  # fewer cells this time: the old cells 2 and 3 must go
+    assert [(row["mask"], row["cell_id"]) for row in rows_of(tmp_path / "measurements.csv")] == [
+        ("masks/crop.png", ""), ("masks/other.png", "1"), ("masks/field.png", "1"),
+    ]
+    with pytest.raises(ValueError):
+        with MeasurementsTable(tmp_path, ["mask", "cell_id", "area"]) as table:
+            table.write_rows(cells("field", 1) + cells("other", 1))  # one image's rows at a time
+
+
 def test_rows_are_journaled_at_once_and_a_killed_runs_rows_are_recovered(tmp_path):
     with MeasurementsTable(tmp_path, ["mask", "area"]) as table:
         table.write({"mask": "masks/a.png", "area": 1})

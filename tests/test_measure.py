@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from wbcseg.classes import mask_to_png_values
-from wbcseg.measure import measure, measurement_columns
-from wbcseg.overlay import OVERLAY_ALPHA, OVERLAY_COLOURS, legend_strip, overlay, overlay_with_legend
+from wbcseg.measure import measure, measure_labels, measurement_columns
+from wbcseg.overlay import CELL_EDGE_COLOUR, OVERLAY_ALPHA, OVERLAY_COLOURS, legend_strip, overlay, overlay_cells, overlay_with_legend
 
 
 def test_mask_to_png_values():
@@ -39,6 +39,14 @@ def test_measure_on_a_hand_made_label_map():
     assert (m["bbox_x"], m["bbox_y"], m["bbox_width"], m["bbox_height"]) == (4, 2, 23, 15)
     assert m["n_components"] == 2
     assert m["mean_confidence"] == pytest.approx(0.8 + 0.2 / 3)
+
+
+def test_labels_cut_from_a_larger_image_measure_where_they_lie():
+    labels = hand_made_labels()
+    padded = np.pad(labels, ((7, 0), (5, 0)))
+    whole = measure(padded, np.full((*padded.shape, 3), 1 / 3, np.float32), "tissue")
+    shifted = measure_labels(labels, "tissue", offset=(5, 7))
+    assert shifted == {key: value for key, value in whole.items() if key != "mean_confidence"} and "mean_confidence" not in shifted
 
 
 def test_measure_binary_and_empty():
@@ -77,3 +85,15 @@ def test_the_legend_sits_below_the_image_with_a_swatch_per_class(width, task, ro
     swatch_rows = np.flatnonzero((strip == OVERLAY_COLOURS[task][1]).all(axis=-1).any(axis=1))
     assert (strip.shape[0] > 2 * len(swatch_rows)) == (rows == 2)  # narrow images stack the classes
     assert (strip[:, -1] == 255).all()  # nothing drawn past the edge
+
+
+def test_a_fields_overlay_outlines_touching_cells_apart():
+    image = np.full((40, 60, 3), 200, np.uint8)
+    instances = np.zeros((40, 60), np.int32)
+    instances[10:30, 5:30], instances[10:30, 30:55] = 1, 2  # two cells of one class side by side
+    classes = (instances > 0).astype(np.uint8)
+    out = overlay_cells(image, instances, classes)
+    plain = overlay(image, classes, "tissue")
+    assert (out[20, 29] == CELL_EDGE_COLOUR).all() and (out[20, 30] == CELL_EDGE_COLOUR).all()  # their shared edge
+    assert (plain[20, 29] != CELL_EDGE_COLOUR).any()  # which the class overlay alone cannot show
+    assert (out[20, 15] == plain[20, 15]).all() and (out[35, 5:55] == 200).all()

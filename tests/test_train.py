@@ -12,6 +12,7 @@ import pytest
 
 from wbcseg import network, train
 from wbcseg.backend import tf
+from wbcseg.fields_scale import training_cell_diameter
 
 from stand_ins import tiny_config
 
@@ -86,6 +87,7 @@ def test_train_and_save_writes_model_card_and_dvclive(tmp_path, cell_image, monk
     assert list(history.index) == [1, 2] and {"loss", "val_loss", "dice", "val_dice"} <= set(history)
     assert card["best_epoch"] in (1, 2) and card["n_train"] == 4 and "dice" in card["val_metrics"]
     assert card["train_params"]["schedule"] == "cosine" and model.layers[2].layers[1].compute_dtype == "float32"
+    assert card["scale"]["cell_diameter_px"] == pytest.approx(training_cell_diameter(arrays["labels"], 96), abs=0.01)
     reloaded, saved_card = network.load_model(tmp_path / "model")
     assert saved_card["train_params"]["epochs"] == 2
     np.testing.assert_allclose(reloaded.predict(arrays["images"][:1], verbose=0), model.predict(arrays["images"][:1], verbose=0), atol=1e-5)

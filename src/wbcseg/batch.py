@@ -156,19 +156,23 @@ def predict_files(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     counts: Counts | None = None,
+    names: list[Path] | None = None,
 ) -> Counts:
     """Segment `files` into the folder `out` (masks/, overlays/, measurements.csv).
 
     Each failure is one line on stderr naming the file; the other files go on. `counts` (returned,
     and updated as the run goes, so a caller still has them after Ctrl-C) says how many went well.
-    `out` may be an `OutputFolder` the caller already holds; a path is locked for the run.
+    `out` may be an `OutputFolder` the caller already holds; a path is locked for the run. `names`
+    are the files' output names (default `output_names(files)`): a caller that sends only some of
+    a run's files here passes the names of the whole run's, so no two files share one.
     """
     from tqdm import tqdm
 
     if not isinstance(out, OutputFolder):
         with OutputFolder(out) as folder:
-            return predict_files(segmenter, files, folder, batch_size, max_megapixels, counts)
+            return predict_files(segmenter, files, folder, batch_size, max_megapixels, counts, names)
     counts = counts if counts is not None else Counts()
+    names = output_names(files) if names is None else names
     with MeasurementsTable(out.path, output_columns(segmenter.pixel_size)) as table, tqdm(
         total=len(files), unit="image", disable=None, file=sys.stderr
     ) as bar:
@@ -187,5 +191,5 @@ def predict_files(
                 counts.failed += 1
                 bar.update()
 
-        segment_files(segmenter, files, output_names(files), out.path, record, fail, batch_size, max_megapixels, pad=len(files) > batch_size)
+        segment_files(segmenter, files, names, out.path, record, fail, batch_size, max_megapixels, pad=len(files) > batch_size)
     return counts

@@ -4,7 +4,9 @@ A model directory holds `model.keras` (the network, RGB 0-255 in, class probabil
 `model_card.json`: what the model is (task, classes, input size, backbone, normalisation), how it
 was trained (the run's parameters, data, validation metrics), and, once the evaluate stage has
 run, `test_metrics.json` beside it: the held-out metrics and the inference options they were
-measured with (TTA, post-processing, precision, engine). Training writes the card, evaluation
+measured with (TTA, post-processing, precision, engine). The card also records the scale of the
+training images (`scale.cell_diameter_px`, the median white-cell diameter at model size), which
+field mode brings a field to. Training writes the card, evaluation
 writes the test metrics (a DVC stage cannot rewrite another stage's output), and the Segmenter and
 `wbcseg predict` read both through `read_card`, so they apply the options the metrics hold for.
 """
@@ -40,9 +42,11 @@ def base_model(model_dir: str | os.PathLike) -> dict:
     return {"model_dir": str(model_dir), "sha256": sha256_file(Path(model_dir) / MODEL_FILE), "datasets": card.get("data", {}).get("datasets")}
 
 
-def make_card(config, val_metrics: dict | None = None, extra: dict | None = None) -> dict:
+def make_card(config, val_metrics: dict | None = None, extra: dict | None = None, cell_diameter_px: float | None = None) -> dict:
     """The card of a model trained with `config` (a params.RunConfig); `init_from` says what a
-    fine-tuned one started from (`base_model`)."""
+    fine-tuned one started from (`base_model`); `cell_diameter_px` is the median white-cell diameter
+    of its training images at model size (`fields_scale.training_cell_diameter`)."""
+    scale = {} if cell_diameter_px is None else {"scale": {"cell_diameter_px": round(float(cell_diameter_px), 2)}}
     return {
         "card_version": CARD_VERSION,
         "task": config.task,
@@ -55,6 +59,7 @@ def make_card(config, val_metrics: dict | None = None, extra: dict | None = None
         "data": {"source": f"{DATASET_REPO}@{DATASET_COMMIT}", "commit": DATASET_COMMIT, "datasets": list(config.datasets)},
         "val_metrics": val_metrics or {},
         "init_from": base_model(config.init_from) if config.init_from else None,
+        **scale,
         **(extra or {}),
     }
 
@@ -146,3 +151,20 @@ def recorded_inference(card: dict) -> dict:
 def write_test_metrics(model_dir: str | os.PathLike, metrics: dict, inference: dict) -> Path:
     """test_metrics.json beside the model: held-out metrics and the inference options behind them."""
     return write_json(Path(model_dir) / TEST_METRICS_FILE, {**metrics, "inference": check_inference(inference, TEST_METRICS_FILE)})
+
+
+def model_cell_diameter(card: dict, source: str | os.PathLike = CARD_FILE) -> float:
+    """The median white-cell diameter of the model's training images in model-input pixels, as the
+    card records it; ModelError naming `source` when the model cannot run field mode (a binary
+    model has no nucleus class to find cells by; cards written before the scale was recorded lack it)."""
+    if card.get("task") != "tissue":
+        raise ModelError(f"{source}: field mode finds white cells by their nucleus; this {card.get('task')} model has none (use a tissue model)")
+    value = (card.get("scale") or {}).get("cell_diameter_px")
+    if value is None:
+        raise ModelError(
+            f"{source}: records no scale.cell_diameter_px (the training cells' diameter), which field and auto modes need; "
+            "the model was trained before cards recorded it: retrain it (`dvc repro train@main`), or use --mode crop"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ModelError(f"{source}: scale.cell_diameter_px must be a positive number of pixels, got {value!r}")
+    return float(value)

@@ -61,14 +61,14 @@ def _inference_options(args) -> dict:
 
 
 def _predict_here(args, files, out, counts, say) -> None:
-    from wbcseg.batch import predict_files
+    from wbcseg.fieldbatch import predict_images
     from wbcseg.segmenter import Segmenter
 
     segmenter = Segmenter.load(args.model, **_inference_options(args))
     for note in segmenter.notes:
         say(note)
-    say(f"{len(files)} images; {segmenter.describe()}")
-    predict_files(segmenter, files, out, batch_size=args.batch_size, max_megapixels=args.max_megapixels, counts=counts)
+    say(f"{len(files)} images; {segmenter.describe()}" + ("" if args.mode == "crop" else f"; {args.mode} mode"))
+    predict_images(segmenter, files, out, args.mode, args.cell_diameter, batch_size=args.batch_size, max_megapixels=args.max_megapixels, counts=counts)
 
 
 def _predict_on_cluster(args, files, out, counts, say) -> None:
@@ -86,13 +86,17 @@ def _predict_on_cluster(args, files, out, counts, say) -> None:
 
 
 def _predict(args) -> int:
-    from wbcseg.card import read_model_dir
+    from wbcseg.card import CARD_FILE, model_cell_diameter, read_model_dir
     from wbcseg.files import IMAGE_SUFFIXES, Counts, OutputFolder, find_images
 
     def say(message: str) -> None:
         print(f"wbcseg predict: {message}", file=sys.stderr)
 
-    read_model_dir(args.model)  # a bad model directory stops us before any slow work
+    card = read_model_dir(args.model)  # a bad model directory stops us before any slow work
+    if args.mode != "crop":
+        model_cell_diameter(card, Path(args.model) / CARD_FILE)
+        if args.workers or args.scheduler:
+            raise ClusterError(f"--mode {args.mode}: whole fields run in one process; --workers and --scheduler spread crops only")
     files, missing = find_images(args.paths, exclude=args.out)
     for path in missing:
         say(f"{path}: no such file or folder")
@@ -110,7 +114,8 @@ def _predict(args) -> int:
                   f"measurements.csv in {args.out} lists the finished images")
             return 130
     failed = counts.failed + len(missing)
-    print(f"wbcseg predict: {counts.ok} ok, {failed} failed; masks, overlays and measurements.csv in {args.out}")
+    outputs = "masks, overlays and measurements.csv" if args.mode == "crop" else "masks, instance labels, overlays, GeoJSON, ROI sets and measurements.csv"
+    print(f"wbcseg predict: {counts.ok} ok, {failed} failed; {outputs} in {args.out}")
     return 1 if failed else 0
 
 
@@ -149,13 +154,26 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     batch_size = 32  # segmenter.DEFAULT_BATCH_SIZE, repeated so that `--help` needs no TensorFlow; a test compares them
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively for BMP, PNG, JPEG and TIFF")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a trained model directory (model.keras + model_card.json)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="where masks/, overlays/ and measurements.csv go")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where masks/, overlays/, measurements.csv (and for fields instances/, geojson/, rois/) go")
     parser.add_argument("--batch-size", type=_positive(int), default=batch_size, metavar="N", help=f"images per model call (default {batch_size})")
     parser.add_argument(
         "--max-megapixels", type=_positive(float), default=DEFAULT_MAX_MEGAPIXELS, metavar="MP",
         help=f"refuse images larger than this (default {DEFAULT_MAX_MEGAPIXELS:g})",
     )
-    parser.add_argument("--pixel-size", type=_positive(float), metavar="UM", help="µm per pixel; adds areas in µm² to measurements.csv")
+    modes = ("crop", "field", "auto")  # fieldbatch.MODES, repeated so that `--help` needs no TensorFlow; a test compares them
+    parser.add_argument(
+        "--mode", choices=modes, default="crop",
+        help="crop: each image is a crop centred on one white cell (the default); field: a whole smear field, every white "
+        "cell found, separated and measured; auto: decided per image from its size in cell diameters, said per image",
+    )
+    parser.add_argument(
+        "--cell-diameter", type=_positive(float), metavar="PX",
+        help="white-cell diameter in pixels in your images, for field and auto modes (default: from --pixel-size, else estimated per image)",
+    )
+    parser.add_argument(
+        "--pixel-size", type=_positive(float), metavar="UM",
+        help="µm per pixel; adds areas in µm² to measurements.csv, and in field and auto modes sets the scale (cells 12 µm across)",
+    )
     recorded = "(default: what the model card records, else {})"
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=f"average predictions over flips {recorded.format('off')}")
     parser.add_argument(

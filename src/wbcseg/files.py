@@ -4,9 +4,9 @@ crash, rerun or second run can spoil.
 - Inputs: BMP, PNG, JPEG and TIFF (RGB, RGBA, grey, 16-bit, float), refused over a size limit
   judged from the file header before decoding.
 - Outputs: PNGs written atomically; `measurements.csv` merged with the rows earlier runs left in
-  the folder (a rerun replaces the rows of the images it redoes and keeps the others), each row
-  appended to a journal as soon as its image's files are in place, so even a hard kill loses no
-  row of a finished image (the next run folds the journal in); one run at a time per folder.
+  the folder (a rerun replaces the rows of the images it redoes and keeps the others), each
+  image's rows appended to a journal as soon as its files are in place, so even a hard kill loses
+  no row of a finished image (the next run folds the journal in); one run at a time per folder.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ OVERLAYS_DIR = "overlays"
 #: The columns of measurements.csv before the measurements: the input and the outputs of one image.
 FILE_COLUMNS = ("image", "mask", "overlay", "width", "height")
 LOCK_FILE = ".wbcseg-predict.lock"
-#: The column that identifies a row: the mask it describes (a rerun overwrites the same mask).
+#: The column that names the image a row belongs to: its mask (a rerun overwrites the same mask). A
+#: crop has one row; a field has one per cell, told apart by `cell_id`, and its rows are written
+#: and replaced together (a rerun may find fewer cells: no row of an earlier run may outlive it).
 ROW_KEY = "mask"
 
 
@@ -150,7 +152,7 @@ def output_names(files: list[Path]) -> list[Path]:
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """A grey (H, W) or RGB (H, W, 3) uint8 array as PNG bytes.
+    """A grey (H, W) uint8 or uint16 (16-bit PNG), or an RGB (H, W, 3) uint8 array as PNG bytes.
 
     'Up' filtering with run-length coding: encoding is the largest per-image cost after the model,
     and this pair was the fastest at a similar size (docs/decisions.md).
@@ -234,14 +236,23 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict]]:
     return list(reader.fieldnames or []), rows
 
 
+def _by_image(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped by ROW_KEY, in order of first appearance."""
+    images: dict[str, list[dict]] = {}
+    for row in rows:
+        images.setdefault(row[ROW_KEY], []).append(row)
+    return images
+
+
 class MeasurementsTable:
-    """measurements.csv of an output folder, one row per image keyed by its mask path.
+    """measurements.csv of an output folder: the rows of each image (one for a crop, one per cell
+    for a field) under the image's mask path.
 
     Opening it folds in the rows that earlier runs left: the table itself, and the journal of a
-    run that was killed before it could finish (its rows are newer). `write` appends a row to the
-    journal at once (thread-safe, flushed); `close` writes the merged table atomically (the rows
-    of this run replace those of the same images, others are kept) and removes the journal. Use it
-    inside an `OutputFolder`, which keeps other runs out.
+    run that was killed before it could finish (its rows are newer). `write_rows` appends an
+    image's rows to the journal at once (thread-safe, flushed); `close` writes the merged table
+    atomically (the rows of this run replace all rows of the same images, others are kept) and
+    removes the journal. Use it inside an `OutputFolder`, which keeps other runs out.
     """
 
     def __init__(self, out_dir: str | os.PathLike, columns: list[str]):
@@ -251,10 +262,10 @@ class MeasurementsTable:
         old_columns, old_rows = _read_rows(self.path)
         journal_columns, journal_rows = _read_rows(self.journal)
         self.columns = list(dict.fromkeys([*old_columns, *journal_columns, *columns]))
-        self.kept = {row[ROW_KEY]: row for row in [*old_rows, *journal_rows]}
+        self.kept = {**_by_image(old_rows), **_by_image(journal_rows)}
         if journal_rows:
             self._write_table(self.kept.values())  # the killed run's rows are safe before its journal goes
-        self.new: dict[str, tuple[int, dict]] = {}
+        self.new: dict[str, tuple[int, list[dict]]] = {}
         self._lock = threading.Lock()
         self._file = open(self.journal, "w", newline="")
         os.chmod(self.journal, file_mode())
@@ -263,25 +274,33 @@ class MeasurementsTable:
         self._file.flush()
 
     def write(self, row: dict, order: int = 0) -> None:
-        """Record one image's row (`order`: its place among this run's images)."""
-        row = {key: _csv_value(value) for key, value in row.items()}
-        with self._lock:
-            self._writer.writerow(row)
-            self._file.flush()
-            self.new[row[ROW_KEY]] = (order, row)
+        """Record one crop's row (`order`: its place among this run's images)."""
+        self.write_rows([row], order)
 
-    def _write_table(self, rows) -> None:
+    def write_rows(self, rows: list[dict], order: int = 0) -> None:
+        """Record all the rows of one image (at least one, all with its ROW_KEY) in one go."""
+        rows = [{key: _csv_value(value) for key, value in row.items()} for row in rows]
+        images = {row[ROW_KEY] for row in rows}
+        if len(images) != 1:
+            raise ValueError(f"write_rows takes the rows of one image, got {sorted(images) or 'none'}")
+        (image,) = images
+        with self._lock:
+            self._writer.writerows(rows)
+            self._file.flush()
+            self.new[image] = (order, rows)
+
+    def _write_table(self, images) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, restval="")
         writer.writeheader()
-        writer.writerows(rows)
+        for rows in images:
+            writer.writerows(rows)
         write_bytes(self.path, buffer.getvalue().encode("utf-8"))
 
     def close(self) -> None:
         self._file.close()
-        fresh = [row for _, row in sorted(self.new.values(), key=lambda item: item[0])]
-        merged = {**{key: row for key, row in self.kept.items() if key not in self.new}, **{row[ROW_KEY]: row for row in fresh}}
-        self._write_table(merged.values())
+        fresh = {image: rows for image, (_, rows) in sorted(self.new.items(), key=lambda item: item[1][0])}
+        self._write_table({**{image: rows for image, rows in self.kept.items() if image not in fresh}, **fresh}.values())
         self.journal.unlink()
 
     def __enter__(self):

@@ -23,14 +23,9 @@ def measurement_columns(pixel_size: float | None = None) -> list[str]:
     return areas + list(SHAPE_COLUMNS)
 
 
-def measure(labels: np.ndarray, probabilities: np.ndarray, task: str, pixel_size: float | None = None) -> dict:
-    """Areas, nucleus:cytoplasm ratio, centroid, bounding box, component count and confidence of the WBC.
-
-    The WBC is every pixel with a label > 0 (all its components). Areas are in pixels, and in µm²
-    when `pixel_size` (µm per pixel) is given. A binary model knows no nucleus or cytoplasm, so
-    those entries are None; so are the entries that an empty mask leaves undefined.
-    `mean_confidence` is the mean probability of the assigned label over the WBC pixels.
-    """
+def measure_labels(labels: np.ndarray, task: str, pixel_size: float | None = None, offset: tuple[int, int] = (0, 0)) -> dict:
+    """The columns of `measure` but `mean_confidence`, from labels alone; centroid and box are
+    shifted by `offset` (x, y), the place of `labels` in a larger image."""
     check_task(task)
     cell = labels > 0
     rows, cols = np.nonzero(cell)
@@ -44,16 +39,28 @@ def measure(labels: np.ndarray, probabilities: np.ndarray, task: str, pixel_size
     if pixel_size is not None:
         out.update({f"{name}_um2": None if v is None else v * pixel_size**2 for name, v in areas.items()})
     found = rows.size > 0
-    assigned = np.take_along_axis(probabilities, labels[..., None].astype(np.intp), axis=-1)[..., 0]
+    x, y = offset
     out.update(
         nc_ratio=areas["nucleus_area"] / areas["cytoplasm_area"] if tissue and areas["cytoplasm_area"] else None,
-        centroid_x=float(cols.mean()) if found else None,
-        centroid_y=float(rows.mean()) if found else None,
-        bbox_x=int(cols.min()) if found else None,
-        bbox_y=int(rows.min()) if found else None,
+        centroid_x=float(x + cols.mean()) if found else None,
+        centroid_y=float(y + rows.mean()) if found else None,
+        bbox_x=int(x + cols.min()) if found else None,
+        bbox_y=int(y + rows.min()) if found else None,
         bbox_width=int(cols.max() - cols.min() + 1) if found else None,
         bbox_height=int(rows.max() - rows.min() + 1) if found else None,
         n_components=wbc_components(labels)[1],
-        mean_confidence=float(assigned[cell].mean()) if found else None,
     )
     return out
+
+
+def measure(labels: np.ndarray, probabilities: np.ndarray, task: str, pixel_size: float | None = None) -> dict:
+    """Areas, nucleus:cytoplasm ratio, centroid, bounding box, component count and confidence of the WBC.
+
+    The WBC is every pixel with a label > 0 (all its components). Areas are in pixels, and in µm²
+    when `pixel_size` (µm per pixel) is given. A binary model knows no nucleus or cytoplasm, so
+    those entries are None; so are the entries that an empty mask leaves undefined.
+    `mean_confidence` is the mean probability of the assigned label over the WBC pixels.
+    """
+    cell = labels > 0
+    assigned = np.take_along_axis(probabilities, labels[..., None].astype(np.intp), axis=-1)[..., 0]
+    return {**measure_labels(labels, task, pixel_size), "mean_confidence": float(assigned[cell].mean()) if cell.any() else None}

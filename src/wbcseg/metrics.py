@@ -40,6 +40,12 @@ def hd95(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.percentile(np.concatenate([to_truth, to_pred]), 95))
 
 
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks alone (1.0 when both are empty), where HD95 is not wanted."""
+    total = np.count_nonzero(pred) + np.count_nonzero(truth)
+    return 1.0 if total == 0 else 2.0 * np.count_nonzero(np.logical_and(pred, truth)) / total
+
+
 def segmentation_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Dice, IoU, precision, recall, pixel accuracy and HD95 of a boolean prediction against a
     boolean truth of the same shape (edge cases in the module docstring)."""

@@ -1,4 +1,5 @@
-"""Overlays: an image with its segmentation tinted and outlined, as `wbcseg predict` writes and the reports show."""
+"""Overlays: an image with its segmentation tinted and outlined (and, for a field, each cell outlined and
+numbered), as `wbcseg predict` writes and the reports show."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from wbcseg.classes import TASK_CLASSES
 
@@ -20,6 +22,9 @@ OVERLAY_ALPHA = 0.35
 #: readable on one row; narrower images get one class per row instead.
 LEGEND_SCALE = (0.5, 0.4)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: Outline and id colour (RGB) of each white cell of a field (touching cells of one class would blend
+#: otherwise): blue, which neither the tints nor a stained smear use.
+CELL_EDGE_COLOUR = (20, 60, 255)
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
@@ -68,3 +73,18 @@ def legend_strip(width: int, task: str) -> np.ndarray:
 def overlay_with_legend(image: np.ndarray, labels: np.ndarray, task: str) -> np.ndarray:
     """`overlay` with the legend strip below it (the image itself is not covered): the overlay that `wbcseg predict` writes."""
     return np.vstack([overlay(image, labels, task), legend_strip(image.shape[1], task)])
+
+
+def overlay_cells(image: np.ndarray, instances: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """A field's tissue overlay with each white cell outlined in CELL_EDGE_COLOUR and its id (the
+    `cell_id` of measurements.csv) written at the top left of its box."""
+    out = overlay(image, classes, "tissue")
+    ids = instances.astype(np.float32)  # OpenCV's morphology takes float32, not int32; ids stay exact below 2**24
+    square = np.ones((3, 3), np.uint8)
+    out[(instances > 0) & ((cv2.erode(ids, square) != ids) | (cv2.dilate(ids, square) != ids))] = CELL_EDGE_COLOUR
+    size = max(0.5, min(image.shape[:2]) / 800)
+    for cell_id, box in enumerate(ndimage.find_objects(instances), start=1):
+        if box is not None:
+            corner = (box[1].start, max(box[0].start, round(12 * size)))
+            cv2.putText(out, str(cell_id), corner, cv2.FONT_HERSHEY_SIMPLEX, size, CELL_EDGE_COLOUR, max(1, round(2 * size)), cv2.LINE_AA)
+    return out

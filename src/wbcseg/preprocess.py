@@ -1,4 +1,4 @@
-"""Resizing between native resolution and model size, and the arrays that training reads."""
+"""Model inputs: RGB images checked, resized between native resolution and model size, and the arrays that training reads."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ import pandas as pd
 from wbcseg.data import read_sample
 
 ARRAY_FILE = "{split}.npz"
+
+
+def check_rgb(image: np.ndarray) -> np.ndarray:
+    """`image` as a C-contiguous RGB uint8 array, or ValueError."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}; use wbcseg.data.read_image")
+    return np.ascontiguousarray(image)  # OpenCV refuses some views, such as flipped ones
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from wbcseg.engine import make_runner, native_bfloat16, openvino_model, resolve_
 from wbcseg.measure import measure
 from wbcseg.network import load_model
 from wbcseg.postprocess import keep_central_cell
-from wbcseg.preprocess import resize_image, resize_probabilities
+from wbcseg.preprocess import check_rgb, resize_image, resize_probabilities
 
 #: Images per model call: larger batches cost less per image on a CPU (docs/decisions.md).
 DEFAULT_BATCH_SIZE = 32
@@ -46,14 +46,6 @@ def as_class_probabilities(probs: np.ndarray) -> np.ndarray:
     if probs.shape[-1] == 1:
         return np.concatenate([1.0 - probs, probs], axis=-1)
     return probs
-
-
-def check_rgb(image: np.ndarray) -> np.ndarray:
-    """`image` as a C-contiguous RGB uint8 array, or ValueError."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}; use wbcseg.data.read_image")
-    return np.ascontiguousarray(image)  # OpenCV refuses some views, such as flipped ones
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

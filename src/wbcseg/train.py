@@ -17,6 +17,7 @@ from wbcseg.augment import training_augmentation
 from wbcseg.backend import tf
 from wbcseg.card import make_card
 from wbcseg.engine import native_bfloat16
+from wbcseg.fields_scale import training_cell_diameter
 from wbcseg.network import build_unet, compile_model, distribution_strategy, float32_copy, load_weights_from, save_model
 from wbcseg.params import TRAINING_PRECISIONS
 
@@ -203,7 +204,8 @@ def validation_metrics(model, val: dict, config) -> dict:
 
 
 def train_and_save(config, train: dict, val: dict, model_dir: str | os.PathLike, live_dir=None, split_file: str | None = None):
-    """`fit`, then save the best model with its card to `model_dir`. Returns (model, history, card)."""
+    """`fit`, then save the best model with its card to `model_dir`; the card records the training
+    images' median cell diameter at model size, which field mode needs. Returns (model, history, card)."""
     model, history = fit(config, train, val, live_dir=live_dir)
     best_epoch = int(history["val_dice"].idxmax())
     card = make_card(
@@ -211,6 +213,7 @@ def train_and_save(config, train: dict, val: dict, model_dir: str | os.PathLike,
         val_metrics=validation_metrics(model, val, config),
         extra={"best_epoch": best_epoch, "epochs_run": len(history), "split_file": split_file,
                "n_train": len(train["images"]), "n_val": len(val["images"])},
+        cell_diameter_px=training_cell_diameter(train["labels"], config.input_size),
     )
     save_model(model, Path(model_dir), card)
     return model, history, card

@@ -1,0 +1,384 @@
+"""Whole blood-smear fields: every white cell found, segmented at native resolution, one id each.
+
+The crop model was trained on crops centred on one white cell, so it is used here only where it
+is reliable. A field is brought to the training scale (white cells as wide as in training); a
+tiled pass finds the nuclei, since the model's cytoplasm class paints cells around red-cell
+clumps while its nucleus class errs only on red-cell rims, which are paler than any nucleus and
+are dropped by their colour and size; nucleus lobes closer than a fraction of a cell diameter
+are one cell (neutrophils have several lobes). Each cell found is then segmented in a crop
+centred on it and sized to it at the training scale, as crop mode segments a dataset image, and
+pasted back: a pixel claimed by two crops goes to the cell whose nucleus is nearer, which keeps
+touching cells apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from wbcseg.card import model_cell_diameter
+from wbcseg.fields_scale import DARK_FRACTION, Scale, ScaleError, dark_blobs, equivalent_diameter, given_scale
+from wbcseg.measure import measure_labels
+from wbcseg.postprocess import keep_central_cell
+from wbcseg.preprocess import check_rgb, resize_image, resize_probabilities
+from wbcseg.tiling import STEP_FRACTION, predict_strips
+
+NUCLEUS = 2
+#: Nucleus components smaller than this fraction of a training cell's area are specks; merged
+#: groups smaller than MIN_NUCLEUS_FRACTION are not nuclei: on synthetic fields of validation
+#: images the groups of real nuclei covered 0.21 to 1.1 of it, the false ones (rims of red cells)
+#: mostly 0.05 to 0.14.
+MIN_LOBE_FRACTION = 0.01
+MIN_NUCLEUS_FRACTION = 0.15
+#: Nucleus components closer than this fraction of the cell diameter are lobes of one cell
+#: (0.15, 0.25 and 0.35 found the same cells on the validation fields; 0.25 is the middle).
+LOBE_MERGE_FRACTION = 0.25
+#: A segmented cell smaller than this fraction of the expected cell area is not kept.
+MIN_CELL_FRACTION = 0.1
+#: Images at most this many cell diameters across (on their short side) are crops, like the datasets'.
+CROP_MAX_DIAMETERS = 3.0
+BATCH_SIZE = 16
+#: Cells measured to estimate a field's scale, and rounds of measuring (each at the scale the
+#: round before found): the crop model outlines a cell well within a factor of about two of its
+#: training scale, so the second round starts close and the estimate settles.
+ESTIMATE_CELLS = 8
+ESTIMATE_ROUNDS = 2
+#: An estimate below this many pixels is no white cell but debris, which the model (it paints a
+#: cell at the centre of any crop) outlined at whatever scale the debris suggested: on empty
+#: validation fields such estimates came out at 14 to 23 px, real fields' at 35 px and more.
+#: Fields of smaller cells need the scale given.
+MIN_ESTIMATE_PX = 30
+#: Largest field at the training scale, in pixels: beyond it the resized copy alone would fill
+#: the memory, and the cell diameter was most likely given or estimated far too small.
+MAX_MODEL_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A white cell found by its nucleus: its centre (x, y) in field pixels, and its nucleus
+    group as a mask at the training scale with that mask's top-left corner there."""
+
+    centre: tuple[float, float]
+    nucleus: np.ndarray
+    corner: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class CellInfo:
+    """One white cell of a field: its id in the instance image, its measurements (the columns of
+    `measure.measure`, in field pixels; `mean_confidence` is over its pixels in its own crop), and
+    whether the image border cuts it."""
+
+    id: int
+    measurements: dict
+    touches_border: bool
+
+
+@dataclass(frozen=True)
+class FieldResult:
+    """instances: (H, W) int32, 0 background and 1..n one id per white cell; classes: (H, W)
+    uint8, 0 background, 1 cytoplasm, 2 nucleus (a cell's nucleus is classes == 2 within its id);
+    cells: one CellInfo per id, in id order; scale: the cell diameter used and where it came from
+    (None when it could not be estimated, for want of any nucleus)."""
+
+    instances: np.ndarray
+    classes: np.ndarray
+    cells: tuple[CellInfo, ...]
+    scale: Scale | None
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def to_model_scale(image: np.ndarray, factor: float) -> np.ndarray:
+    """The image resized by `factor` (area averaging when shrinking)."""
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+
+
+def nucleus_mask(image: np.ndarray, segmenter, step_fraction: float = STEP_FRACTION) -> np.ndarray:
+    """(H, W) bool: where the tiled, Gaussian-blended pass over `image` (at the training scale)
+    ranks nucleus first; the probabilities are never held for more than one band of tiles."""
+    mask = np.zeros(image.shape[:2], bool)
+    for top, band in predict_strips(image, segmenter.predict_probabilities, segmenter.input_size, step_fraction, BATCH_SIZE):
+        mask[top : top + len(band)] = band.argmax(axis=-1) == NUCLEUS
+    return mask
+
+
+def group_nuclei(mask: np.ndarray, cell_diameter: float) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """Nucleus groups of one cell each from a nucleus mask at the training scale, as (mask, (x, y)
+    top-left corner): specks are dropped, components closer than LOBE_MERGE_FRACTION of a cell
+    diameter are joined, and groups too small for a nucleus are dropped."""
+    cell_area = np.pi / 4 * cell_diameter**2
+    count, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= MIN_LOBE_FRACTION * cell_area
+    lobes = keep[components]
+    # Dilating every lobe by half the merge distance makes lobes that close touch: one group each.
+    radius = max(1, round(LOBE_MERGE_FRACTION * cell_diameter / 2))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+    _, grown = cv2.connectedComponents(cv2.dilate(lobes.astype(np.uint8), disc), connectivity=8)
+    groups = np.where(lobes, grown, 0)
+    out = []
+    for label, objects in enumerate(ndimage.find_objects(groups), start=1):
+        if objects is None:
+            continue
+        group = groups[objects] == label
+        if group.sum() >= MIN_NUCLEUS_FRACTION * cell_area:
+            out.append((group, (objects[1].start, objects[0].start)))
+    return out
+
+
+def dark_enough(small: np.ndarray, groups: list[tuple[np.ndarray, tuple[int, int]]]) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """The nucleus groups whose median green is at most DARK_FRACTION of the image's: the model's
+    nucleus class also fires on the rims of red cells away from white cells, which are paler."""
+    green = small[..., 1]
+    limit = DARK_FRACTION * np.median(green)
+    out = []
+    for group, (x, y) in groups:
+        h, w = group.shape
+        if np.median(green[y : y + h, x : x + w][group]) <= limit:
+            out.append((group, (x, y)))
+    return out
+
+
+def detect_cells(image: np.ndarray, segmenter, factor: float, cell_diameter: float, step_fraction: float = STEP_FRACTION) -> list[Detection]:
+    """The white cells of a field image, found by their nuclei at the training scale: `factor`
+    brings the field there and `cell_diameter` is the training cell diameter (model pixels)."""
+    small = to_model_scale(image, factor)
+    groups = dark_enough(small, group_nuclei(nucleus_mask(small, segmenter, step_fraction), cell_diameter))
+    detections = []
+    for group, (x, y) in groups:
+        rows, cols = np.nonzero(group)
+        # Pixel centres map between scales as (i + 0.5) / factor - 0.5.
+        centre = ((x + cols.mean() + 0.5) / factor - 0.5, (y + rows.mean() + 0.5) / factor - 0.5)
+        detections.append(Detection(centre, group, (x, y)))
+    return detections
+
+
+# --------------------------------------------------------------------------- segmentation of each cell
+
+
+def crop_window(centre: tuple[float, float], size: int) -> tuple[int, int]:
+    """Top-left corner (x, y) of the size x size window centred on `centre`."""
+    return round(centre[0] - (size - 1) / 2), round(centre[1] - (size - 1) / 2)
+
+
+def extract(image: np.ndarray, corner: tuple[int, int], size: int) -> np.ndarray:
+    """The size x size window at `corner`, mirrored where it leaves the image (like the padding
+    of the tiled pass)."""
+    h, w = image.shape[:2]
+    x, y = corner
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + size, w), min(y + size, h)
+    if x0 >= x1 or y0 >= y1:
+        raise ValueError(f"window at {corner} of size {size} lies outside the {w}x{h} image")
+    window = np.ascontiguousarray(image[y0:y1, x0:x1])
+    return cv2.copyMakeBorder(window, y0 - y, y + size - y1, x0 - x, x + size - x1, cv2.BORDER_REFLECT_101)
+
+
+def seed_in_window(detection: Detection, corner: tuple[int, int], size: int, factor: float) -> np.ndarray:
+    """The detection's nucleus group as a (size, size) bool mask over the field window at `corner`."""
+    model_size = max(1, round(size * factor))
+    canvas = np.zeros((model_size, model_size), np.uint8)
+    # The window's corner at the training scale, then the group's place inside that window.
+    ox, oy = round((corner[0] + 0.5) * factor - 0.5), round((corner[1] + 0.5) * factor - 0.5)
+    gx, gy = detection.corner[0] - ox, detection.corner[1] - oy
+    gh, gw = detection.nucleus.shape
+    ys, xs = slice(max(gy, 0), min(gy + gh, model_size)), slice(max(gx, 0), min(gx + gw, model_size))
+    canvas[ys, xs] = detection.nucleus[ys.start - gy : ys.stop - gy, xs.start - gx : xs.stop - gx]
+    return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def segment_crops(windows: list[np.ndarray], segmenter) -> Iterable[tuple[np.ndarray, float]]:
+    """(labels, mean confidence) of field windows segmented as crop mode does: model-size
+    probabilities resized back to the window, arg-max, the central cell kept with its holes filled;
+    the confidence is the mean probability of the kept cell's labels (nan without a cell)."""
+    size = segmenter.input_size
+    for k in range(0, len(windows), BATCH_SIZE):
+        batch = windows[k : k + BATCH_SIZE]
+        probs = segmenter.predict_probabilities(np.stack([resize_image(w, size) for w in batch]))
+        for window, p in zip(batch, probs):
+            probabilities = resize_probabilities(p, window.shape[:2])
+            labels = keep_central_cell(probabilities.argmax(axis=-1).astype(np.uint8), probabilities)
+            cell = labels > 0
+            chosen = np.take_along_axis(probabilities[cell], labels[cell][:, None].astype(np.intp), axis=-1)
+            yield labels, float(chosen.mean()) if cell.any() else float("nan")
+
+
+def segment_cells(image: np.ndarray, segmenter, detections: list[Detection], factor: float, trained: float):
+    """Each detected cell segmented in a crop centred on it at the training scale, as pieces
+    (corner, labels, seed) with their mean confidences.
+
+    A first crop, centred on the nucleus at the field's scale, finds the cell; a second is centred
+    on that cell and sized so that it is as wide as the training cells, since the cells of one
+    field differ in size by half and more. A crop whose central cell misses the detected nucleus
+    is dropped (the nucleus was false).
+    """
+    base = max(1, round(segmenter.input_size / factor))
+    centres, sizes = [d.centre for d in detections], [base] * len(detections)
+    for final in (False, True):
+        corners = [crop_window(c, s) for c, s in zip(centres, sizes)]
+        results = list(segment_crops([extract(image, c, s) for c, s in zip(corners, sizes)], segmenter))
+        if final:
+            break
+        for k, ((labels, _), corner) in enumerate(zip(results, corners)):
+            rows, cols = np.nonzero(labels)
+            if rows.size:
+                centres[k] = (corner[0] + cols.mean(), corner[1] + rows.mean())
+                wanted = segmenter.input_size * equivalent_diameter(rows.size) / trained
+                sizes[k] = int(np.clip(round(wanted), base // 2, 2 * base))
+    pieces, confidences = [], []
+    for detection, corner, size, (labels, confidence) in zip(detections, corners, sizes, results):
+        seed = seed_in_window(detection, corner, size, factor)
+        if (seed & (labels > 0)).any():
+            pieces.append((corner, labels, seed))
+            confidences.append(confidence)
+    return pieces, confidences
+
+
+def paste_cells(shape: tuple[int, int], pieces: list[tuple[tuple[int, int], np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Instance ids (int32) and classes (uint8) over a field of `shape` from each cell's (window
+    corner, window labels, window seed): a pixel claimed by several cells goes to the one whose
+    nucleus seed is nearest, and each cell keeps only the parts connected to its seed."""
+    h, w = shape
+    instances = np.zeros(shape, np.int32)
+    classes = np.zeros(shape, np.uint8)
+    distance = np.full(shape, np.inf)
+    for cell_id, ((x, y), labels, seed) in enumerate(pieces, start=1):
+        size = labels.shape[0]
+        # SciPy's exact transform, not OpenCV's: OpenCV's differs between calls in the last bits,
+        # which flipped ties between touching cells from one run to the next.
+        to_seed = ndimage.distance_transform_edt(~seed)
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + size, w), min(y + size, h)
+        inner = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
+        region = (slice(y0, y1), slice(x0, x1))
+        claim = (labels[inner] > 0) & (to_seed[inner] < distance[region])
+        instances[region][claim] = cell_id
+        classes[region][claim] = labels[inner][claim]
+        distance[region][claim] = to_seed[inner][claim]
+    for cell_id, ((x, y), labels, seed) in enumerate(pieces, start=1):
+        size = labels.shape[0]
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + size, w), min(y + size, h)
+        region = (slice(y0, y1), slice(x0, x1))
+        mine = instances[region] == cell_id
+        _, parts = cv2.connectedComponents(mine.astype(np.uint8), connectivity=8)
+        touching = np.unique(parts[mine & seed[y0 - y : y1 - y, x0 - x : x1 - x]])
+        stray = mine & ~np.isin(parts, touching[touching > 0])
+        instances[region][stray] = 0
+        classes[region][stray] = 0
+    return instances, classes
+
+
+def relabel(instances: np.ndarray, classes: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Instance ids renumbered 1..n over the ids where keep[id] is True; the rest become background
+    in both images (in place for `classes`)."""
+    lookup = np.zeros(len(keep), np.int32)
+    lookup[keep] = np.arange(1, int(keep.sum()) + 1)
+    out = lookup[instances]
+    classes[out == 0] = 0
+    return out
+
+
+# --------------------------------------------------------------------------- the whole field
+
+
+def cell_infos(instances: np.ndarray, classes: np.ndarray, confidence: dict[int, float], pixel_size: float | None = None) -> tuple[CellInfo, ...]:
+    """One CellInfo per instance id, in id order, each measured in its own bounding box."""
+    h, w = instances.shape
+    out = []
+    for cell_id, (rows, cols) in enumerate(ndimage.find_objects(instances), start=1):
+        if rows is None:
+            continue
+        labels = np.where(instances[rows, cols] == cell_id, classes[rows, cols], 0)
+        measurements = {**measure_labels(labels, "tissue", pixel_size, offset=(cols.start, rows.start)), "mean_confidence": confidence[cell_id]}
+        touches_border = rows.start == 0 or cols.start == 0 or rows.stop == h or cols.stop == w
+        out.append(CellInfo(cell_id, measurements, touches_border))
+    return tuple(out)
+
+
+def estimate_cell_diameter(image: np.ndarray, segmenter) -> float | None:
+    """The white-cell diameter (pixels) of a field, measured on the cells that the crop model
+    outlines around its darkest blobs; None when no blob is dark enough to be a nucleus, no crop
+    holds a nucleus, or the cells come out narrower than MIN_ESTIMATE_PX.
+
+    The first round crops at the scale that the blobs' size suggests; each round measures the
+    cells' equivalent diameter in field pixels, which does not depend on the crop's scale as long
+    as the model outlines the cell, and the median sets the next round's scale.
+    """
+    blobs = dark_blobs(image, ESTIMATE_CELLS)
+    if not blobs:
+        return None
+    trained = model_cell_diameter(segmenter.card)
+    diameter = float(np.median([d for _, d in blobs]))
+    for _ in range(ESTIMATE_ROUNDS):
+        size = max(1, round(segmenter.input_size * diameter / trained))
+        windows = [extract(image, crop_window(centre, size), size) for centre, _ in blobs]
+        measured = [
+            equivalent_diameter(np.count_nonzero(labels)) for labels, _ in segment_crops(windows, segmenter) if (labels == NUCLEUS).any()
+        ]
+        if not measured:
+            return None
+        diameter = float(np.median(measured))
+    return diameter if diameter >= MIN_ESTIMATE_PX else None
+
+
+def resolve_scale(image: np.ndarray, segmenter, cell_diameter: float | None = None, pixel_size: float | None = None) -> Scale | None:
+    """The scale the user gave (a cell diameter in pixels or a pixel size in µm), else the
+    estimate of `estimate_cell_diameter`; None when there is nothing to estimate it from."""
+    given = given_scale(cell_diameter, pixel_size)
+    if given is not None:
+        return given
+    estimate = estimate_cell_diameter(image, segmenter)
+    return None if estimate is None else Scale(estimate, "estimate")
+
+
+def segment_field(image: np.ndarray, segmenter, scale: Scale | None, step_fraction: float = STEP_FRACTION) -> FieldResult:
+    """Find, segment and separate every white cell of an RGB uint8 field image at native resolution.
+
+    `scale` (from `resolve_scale`) says how wide the field's white cells are; the training cell
+    diameter comes from the segmenter's model card, and the segmenter's pixel size adds µm² areas
+    to the cells' measurements. None, a scale that could not be estimated for
+    want of any nucleus-dark blob, means no white cell: the result is empty.
+    """
+    image = check_rgb(image)
+    trained = model_cell_diameter(segmenter.card)
+    if scale is None:
+        return FieldResult(np.zeros(image.shape[:2], np.int32), np.zeros(image.shape[:2], np.uint8), (), None)
+    factor = trained / scale.cell_diameter
+    h, w = image.shape[:2]
+    if h * w * factor**2 > MAX_MODEL_PIXELS:
+        raise ScaleError(
+            f"at a cell diameter of {scale.cell_diameter:.3g} px ({scale.source}), this {w}x{h} field would be "
+            f"{w * factor:.0f}x{h * factor:.0f} px at the model's scale, over {MAX_MODEL_PIXELS / 1e6:.0f} megapixels; "
+            "check the cell diameter or pixel size, or cut the image into parts"
+        )
+    detections = detect_cells(image, segmenter, factor, trained, step_fraction)
+    pieces, confidences = segment_cells(image, segmenter, detections, factor, trained)
+    instances, classes = paste_cells(image.shape[:2], pieces)
+    counts = np.bincount(instances.ravel(), minlength=len(pieces) + 1)
+    nuclei = np.bincount(instances[classes == NUCLEUS], minlength=len(pieces) + 1)
+    keep = (counts >= MIN_CELL_FRACTION * np.pi / 4 * scale.cell_diameter**2) & (nuclei > 0)
+    keep[0] = False
+    instances = relabel(instances, classes, keep)
+    confidence = {new: confidences[old - 1] for new, old in enumerate(np.flatnonzero(keep), start=1)}
+    return FieldResult(instances, classes, cell_infos(instances, classes, confidence, segmenter.pixel_size), scale)
+
+
+def choose_mode(shape: tuple[int, ...], scale: Scale | None) -> tuple[str, str]:
+    """'crop' or 'field' for an image of `shape` at `scale` (from `resolve_scale`), with the reason:
+    the datasets' crops are one to three cell diameters across, fields many more, and an image
+    with no nucleus-dark blob (scale None) is a field without white cells, never a crop (the crop
+    model would paint a cell at its centre)."""
+    size = f"{shape[1]}x{shape[0]} px"
+    if scale is None:
+        return "field", f"{size} shows nothing as dark as a nucleus: a field without white cells"
+    across = min(shape[:2]) / scale.cell_diameter
+    how = "estimated" if scale.estimated else "given"
+    if across <= CROP_MAX_DIAMETERS:
+        return "crop", f"{size} is {across:.1f} cell diameters across ({scale.cell_diameter:.0f} px, {how}): a crop centred on one white cell"
+    return "field", f"{size} is {across:.1f} cell diameters across ({scale.cell_diameter:.0f} px, {how}): a field that may hold several white cells"
