@@ -111,9 +111,8 @@ def resolve_training_precision(precision: str) -> str:
     no GPU (where it is faster), float32 elsewhere."""
     if precision not in TRAINING_PRECISIONS:
         raise ValueError(f"unknown training precision {precision!r}; choose {', '.join(TRAINING_PRECISIONS)}")
-    if precision == "auto":
-        return "mixed_bfloat16" if native_bfloat16() else "float32"
-    return precision
+    mixed = precision == "mixed_bfloat16" or (precision == "auto" and native_bfloat16())
+    return "mixed_bfloat16" if mixed else "float32"
 
 
 @contextmanager
