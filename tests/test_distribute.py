@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent(
 
     import numpy as np
     from lab_data import synthetic_cell
-    from wbcseg.params import RunConfig
+    from stand_ins import tiny_config
     from wbcseg.preprocess import resize_image, resize_labels
     from wbcseg.train import fit
 
@@ -39,9 +39,7 @@ SCRIPT = textwrap.dedent(
     arrays = {"images": np.stack([resize_image(i, 96) for i, _ in cells]), "labels": np.stack([resize_labels(l, 96) for _, l in cells])}
     out = {}
     for distribute in ("none", "mirrored"):
-        config = RunConfig(variant="t", task="tissue", datasets=(1,), test_datasets=(1,), epochs=1, batch_size=8, learning_rate=1e-3,
-                           loss="dice_ce", augment=False, seed=0, backbone="resnet18", encoder_weights=None, input_size=96,
-                           distribute=distribute)
+        config = tiny_config(batch_size=8, backbone="resnet18", distribute=distribute)
         model, history = fit(config, arrays, arrays, progress=False)
         out[distribute] = {"replicas": model.distribute_strategy.num_replicas_in_sync, **history.iloc[-1].to_dict()}
     print(json.dumps(out))

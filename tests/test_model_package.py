@@ -7,6 +7,7 @@ lane (`make test`); the refusals are fast and run in `make check`."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import zipfile
@@ -51,6 +52,8 @@ def test_the_package_passes_the_bioimageio_core_test_routine(tissue_package, tmp
         "Reproduce test outputs from test inputs (tensorflow_saved_model_bundle)",
     ]
     assert list(tmp_path.iterdir()) == []  # the core's unzipped SavedModel went elsewhere
+    # bioimageio.core's keras adapter leaves its KERAS_BACKEND in the environment of every later child process
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
 
 
 @pytest.mark.integration

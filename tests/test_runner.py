@@ -1,16 +1,21 @@
 """The HTML a reader gets from an executed notebook: outputs without code, prompts, notebook-only
-cells, console progress or start-up noise. Built from hand-made notebooks, without a kernel."""
+cells, console progress or start-up noise, built from hand-made notebooks; and where a stage's
+notebook runs (one tiny notebook, executed)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from wbcseg.paths import SCRATCH, output_root
-from wbcseg.runner import NOTEBOOK_ONLY, drop_stream_noise, write_html
+from wbcseg.runner import NOTEBOOK_ONLY, drop_stream_noise, run_stage_notebook, write_html
+
+REPO = Path(__file__).resolve().parents[1]
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
 NOISE = "E0000 00:00:1.2 21114 util.cc:131] oneDNN supports DT_INT32 only on platforms with AVX-512. Falling back\n"
 
@@ -59,3 +64,18 @@ def test_start_up_noise_is_dropped_from_the_executed_notebook(tmp_path):
 def test_a_notebook_run_by_hand_writes_to_scratch():
     assert output_root("..") == Path("..") / SCRATCH
     assert str(output_root("..", out_root=".")) == "."
+
+
+def test_a_stage_runs_in_the_folder_of_its_params_whatever_the_callers_folder(tmp_path, monkeypatch):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "notebooks").mkdir(parents=True)
+    elsewhere.mkdir()
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    parameters = new_code_cell("root = '..'\nout_root = None\nparams = None")
+    parameters.metadata["tags"] = ["parameters"]
+    write = new_code_cell("from pathlib import Path\nPath(out_root, 'reports', 'written.txt').write_text('x')")
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# 01 · Explore"), parameters, write], metadata=KERNEL), project / "notebooks" / "01_explore.ipynb")
+    monkeypatch.chdir(elsewhere)
+    run_stage_notebook("01_explore", params_path=project / "params.yaml")
+    assert (project / "reports" / "written.txt").is_file() and (project / "reports" / "01_explore.html").is_file()
+    assert list(elsewhere.iterdir()) == []

@@ -65,9 +65,9 @@ class ConsoleLines:
 
 
 @contextlib.contextmanager
-def kernel_manager():
-    """A Python kernel that talks over local sockets in a temporary folder: over TCP, ipykernel
-    warns on every start that its traffic is unencrypted, a line that reads like a failure."""
+def kernel_manager(cwd: str | os.PathLike):
+    """A Python kernel, working in `cwd`, that talks over local sockets in a temporary folder: over
+    TCP, ipykernel warns on every start that its traffic is unencrypted, a line that reads like a failure."""
     from jupyter_client.manager import KernelManager
 
     with tempfile.TemporaryDirectory(prefix="wbcseg-kernel-") as sockets:
@@ -75,7 +75,7 @@ def kernel_manager():
         # ipykernel copies what native code writes to its file descriptors both into the notebook
         # and onto the kernel's own stdout and stderr; the notebook's copy reaches the console
         # through ConsoleLines, filtered, so the kernel's own streams would only print it twice.
-        km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        km.start_kernel(cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             yield km
         finally:
@@ -120,7 +120,7 @@ def run_stage_notebook(name: str, variant: str | None = None, params_path: str |
     executed, html = out_dir / f"{name}.ipynb", out_dir / f"{name}.html"
     tmp, failed = out_dir / f".{name}.running.ipynb", out_dir / f"{name}.failed.ipynb"
     try:
-        with kernel_manager() as km:
+        with kernel_manager(root) as km:
             pm.execute_notebook(
                 str(notebook), str(tmp), parameters=parameters, cwd=str(root), kernel_name="python3", km=km,
                 progress_bar={"desc": label, "unit": "cell", "file": sys.stderr, "disable": None},
