@@ -176,9 +176,11 @@ def test_dvc_views_read_at_a_glance_and_render_offline(project, tmp_path):
     root, env, _ = project
     shown = _run([sys.executable, "-m", "dvc", "metrics", "show"], root, env).stdout
     header, *rows = [line.split() for line in shown.splitlines() if line.strip()]
-    # one table, a row per file: each model's Dice per dataset and target under the same columns
+    # one table, a row per file: each model's Dice per dataset and target under the same columns (the
+    # lab dataset's only from the model fine-tuned on it; the spread over folds of `main`'s datasets)
     dice = {f"{d}.{t}" for d in ("d1", "d2") for t in ("cell", "nucleus", "cytoplasm")}
-    assert set(header) == {"Path", "folds", "targets_met", "targets_missed", *dice, *{f"sd.{c}" for c in dice}}, shown
+    lab = {f"lab.{t}" for t in ("cell", "nucleus", "cytoplasm")}
+    assert set(header) == {"Path", "folds", "targets_met", "targets_missed", *dice, *lab, *{f"sd.{c}" for c in dice}}, shown
     assert sorted(row[0] for row in rows) == sorted(METRICS), shown
     _run([sys.executable, "-m", "dvc", "plots", "show", "--out", str(tmp_path / "plots")], root, env)
     page = (tmp_path / "plots" / "index.html").read_text()
