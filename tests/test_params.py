@@ -55,7 +55,7 @@ def _broken(params, dotted, value):
         ("train.augment", True, "train.augment: must be one of none, basic, stain, got True"),
         ("train.schedule", "step", "train.schedule: must be one of constant, cosine"),
         ("train.precision", "float16", "train.precision: must be one of auto, float32, mixed_bfloat16"),
-        ("train.warmup_epochs", 40, r"variants.main: warmup_epochs \(40\) must be fewer than epochs"),
+        ("train.warmup_epochs", 1000, r"variants.main: warmup_epochs \(1000\) must be fewer than epochs"),
         ("crossval.folds", 1.5, "crossval.folds: must be 0"),
     ],
 )
