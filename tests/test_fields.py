@@ -13,7 +13,7 @@ import pytest
 from wbcseg.fields import (
     choose_mode,
     estimate_cell_diameter,
-    nucleus_mask,
+    nucleus_map,
     resolve_scale,
     segment_field,
 )
@@ -85,10 +85,10 @@ def test_a_large_field_holds_one_band_of_probabilities_at_a_time():
     heights = [len(band) for _, band in predict_strips(image[:256], segmenter.predict_probabilities, 64)]
     assert max(heights) <= 64 and sum(heights) == 256
     tracemalloc.start()
-    mask = nucleus_mask(image, segmenter)
+    probability = nucleus_map(image, segmenter)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert mask.shape == image.shape[:2] and not mask.any()
+    assert probability.shape == image.shape[:2] and not probability.any()
     assert peak < full_map / 4, f"peak {peak / 2**20:.1f} MiB while the whole map is {full_map / 2**20:.0f} MiB"
 
 
@@ -149,6 +149,18 @@ def test_nucleus_class_on_something_paler_than_a_nucleus_is_not_a_cell():
     rows, cols = np.indices(image.shape[:2])
     image[np.hypot(rows - 80, cols - 160) < 9] = (150, 92, 160)  # nucleus to the model, yet paler than 175 / 2
     result = segment_field(image, stain_segmenter(), Scale(40, "cell_diameter"))
+    assert [round(c.measurements["centroid_x"]) for c in result.cells] == [60]
+
+
+def test_a_dark_blob_the_model_is_unsure_of_is_not_a_cell():
+    """Dark red cells can pass the darkness check, and the real model then ranks nucleus first on
+    them but with less confidence than on any nucleus: such a group is dropped."""
+    image, _ = draw_field((160, 220), [(80, 60, 20), (80, 160, 20)])
+    rows, cols = np.indices(image.shape[:2])
+    image[np.hypot(rows - 80, cols - 160) < 9] = (150, 88, 160)  # dark enough (215 / 2), nucleus at p = 0.7
+    segmenter = stain_segmenter()
+    assert segmenter.predict_probabilities(image[None, 70:90, 150:170])[0, 10, 10].argmax() == 2  # nucleus
+    result = segment_field(image, segmenter, Scale(40, "cell_diameter"))
     assert [round(c.measurements["centroid_x"]) for c in result.cells] == [60]
 
 

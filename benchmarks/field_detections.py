@@ -1,0 +1,89 @@
+"""What tells field mode's real nuclei from false ones: each candidate nucleus group of the tiled
+pass on synthetic fields, with the two measures that field mode filters it by.
+
+    python benchmarks/field_detections.py --model models/main --root . --split train
+    python benchmarks/field_detections.py --model models/main --root . --split val --seed 1
+
+Fields are built as in `benchmarks/fields.py` (one to four cells each at one magnification from
+0.5x to 2x, plus empty fields), from the **training or validation** images only: the thresholds of
+`wbcseg.fields` are set here and never on the test images. Each field is brought to the training
+scale with its true cell diameter; every nucleus group (after the size filter) is real when at
+least 30 % of it lies on a true nucleus. Printed per dataset, for real and false groups: their
+count, and the range of the median green against the field's (`dark_enough` keeps <= 0.5) and of
+the mean nucleus probability (`confident` keeps >= MIN_NUCLEUS_PROBABILITY); then how many of each
+the filters keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fields import build_fields, load_segmenter, samples
+from wbcseg.card import model_cell_diameter
+from wbcseg.data import read_image, read_mask
+from wbcseg.fields import MIN_NUCLEUS_PROBABILITY, group_nuclei, nucleus_map, to_model_scale
+from wbcseg.fields_scale import DARK_FRACTION, equivalent_diameter
+from wbcseg.synthetic_fields import rescale
+
+#: A group is a real nucleus when at least this share of it lies on a true nucleus.
+REAL_SHARE = 0.3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="models/main", help="trained model directory (model.keras + model_card.json)")
+    parser.add_argument("--root", default=".", help="project root holding data/processed/split.csv and data/raw")
+    parser.add_argument("--split", default="train", choices=("train", "val"), help="images the fields are built from")
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--empty", type=int, default=10, help="empty fields per dataset")
+    parser.add_argument("--csv", help="also write every group's row here")
+    args = parser.parse_args()
+    root = Path(args.root)
+    segmenter = load_segmenter(args.model, root, {"tta": False})
+    trained = model_cell_diameter(segmenter.card)
+    table = samples(root, args.split)
+    crops = {d: [(read_image(r.image), read_mask(r.mask)) for r in rows.itertuples()] for d, rows in table.groupby("dataset")}
+    typical = {d: np.median([equivalent_diameter(np.count_nonzero(m)) for _, m in items]) for d, items in crops.items()}
+
+    rows = []
+    for dataset, field, used in build_fields(crops, np.random.default_rng(args.seed), args.empty, 4):
+        ids = range(1, len(used) + 1)
+        diameter = np.median([equivalent_diameter((field.instances == k).sum()) for k in ids]) if used else typical[dataset] * field.scale
+        factor = trained / diameter
+        small = to_model_scale(field.image, factor)
+        probability = nucleus_map(small, segmenter)
+        true_nucleus = rescale((field.classes == 2).astype(np.uint8), factor, labels=True)[: small.shape[0], : small.shape[1]] > 0
+        green = small[..., 1]
+        for group, (x, y) in group_nuclei(probability > 0, trained):
+            window = (slice(y, y + group.shape[0]), slice(x, x + group.shape[1]))
+            rows.append({
+                "dataset": dataset,
+                "real": bool(true_nucleus[window][group].mean() >= REAL_SHARE),
+                "green to median": np.median(green[window][group]) / np.median(green),
+                "nucleus probability": probability[window][group].mean() / 255,
+            })
+    groups = pd.DataFrame(rows)
+    if args.csv:
+        groups.to_csv(args.csv, index=False)
+    groups["dark enough"] = groups["green to median"] <= DARK_FRACTION
+    groups["confident"] = groups["nucleus probability"] >= MIN_NUCLEUS_PROBABILITY
+    groups["kept"] = groups["dark enough"] & groups["confident"]
+    print(f"nucleus groups on fields of the {args.split} images (seed {args.seed}), by dataset and truth:")
+    summary = groups.groupby(["dataset", "real"]).agg(
+        groups=("kept", "size"),
+        green_min=("green to median", "min"), green_max=("green to median", "max"),
+        probability_min=("nucleus probability", "min"), probability_max=("nucleus probability", "max"),
+        dark_enough=("dark enough", "sum"), confident=("confident", "sum"), kept=("kept", "sum"),
+    )
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    dark = groups[groups["dark enough"]]
+    print("nucleus probability of the groups dark enough, by truth:")
+    print(dark.groupby(["dataset", "real"])["nucleus probability"].describe().to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
