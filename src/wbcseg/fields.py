@@ -35,8 +35,9 @@ NUCLEUS = 2
 MIN_LOBE_FRACTION = 0.01
 MIN_NUCLEUS_FRACTION = 0.15
 #: A nucleus group whose mean nucleus probability is below this is not a nucleus. On synthetic
-#: fields of training and validation images, real nuclei's groups had 0.91 and more; false ones
-#: (red cells, of which only a 30-epoch model found any dark enough to pass) 0.86 and less.
+#: fields of training and validation images (benchmarks/field_detections.py), real nuclei's groups
+#: had 0.91 and more, false ones (red cells and their rims) 0.84 and less, and 0.86 for the one
+#: false group of a 30-epoch model that was dark enough to pass `dark_enough`.
 MIN_NUCLEUS_PROBABILITY = 0.88
 #: Nucleus components closer than this fraction of the cell diameter are lobes of one cell
 #: (0.15, 0.25 and 0.35 found the same cells on the validation fields; 0.25 is the middle).
