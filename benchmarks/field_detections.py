@@ -9,9 +9,9 @@ Fields are built as in `benchmarks/fields.py` (one to four cells each at one mag
 `wbcseg.fields` are set here and never on the test images. Each field is brought to the training
 scale with its true cell diameter; every nucleus group (after the size filter) is real when at
 least 30 % of it lies on a true nucleus. Printed per dataset, for real and false groups: their
-count, and the range of the median green against the field's (`dark_enough` keeps <= 0.5) and of
-the mean nucleus probability (`confident` keeps >= MIN_NUCLEUS_PROBABILITY); then how many of each
-the filters keep.
+count, and the range of the median green against the field's and of the mean nucleus probability
+(`wbcseg.fields.nucleus_evidence`; `plausible` keeps <= DARK_FRACTION and >= MIN_NUCLEUS_PROBABILITY);
+then how many of each the filters keep.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pandas as pd
 from fields import build_fields, load_segmenter, samples
 from wbcseg.card import model_cell_diameter
 from wbcseg.data import read_image, read_mask
-from wbcseg.fields import MIN_NUCLEUS_PROBABILITY, group_nuclei, nucleus_map, to_model_scale
+from wbcseg.fields import MIN_NUCLEUS_PROBABILITY, group_nuclei, nucleus_evidence, nucleus_map, to_model_scale
 from wbcseg.fields_scale import DARK_FRACTION, equivalent_diameter
 from wbcseg.synthetic_fields import rescale
 
@@ -57,15 +57,10 @@ def main() -> None:
         small = to_model_scale(field.image, factor)
         probability = nucleus_map(small, segmenter)
         true_nucleus = rescale((field.classes == 2).astype(np.uint8), factor, labels=True)[: small.shape[0], : small.shape[1]] > 0
-        green = small[..., 1]
         for group, (x, y) in group_nuclei(probability > 0, trained):
-            window = (slice(y, y + group.shape[0]), slice(x, x + group.shape[1]))
-            rows.append({
-                "dataset": dataset,
-                "real": bool(true_nucleus[window][group].mean() >= REAL_SHARE),
-                "green to median": np.median(green[window][group]) / np.median(green),
-                "nucleus probability": probability[window][group].mean() / 255,
-            })
+            darkness, confidence = nucleus_evidence(small, probability, group, (x, y))
+            on_nucleus = true_nucleus[y : y + group.shape[0], x : x + group.shape[1]][group].mean()
+            rows.append({"dataset": dataset, "real": bool(on_nucleus >= REAL_SHARE), "green to median": darkness, "nucleus probability": confidence})
     groups = pd.DataFrame(rows)
     if args.csv:
         groups.to_csv(args.csv, index=False)

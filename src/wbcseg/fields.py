@@ -37,7 +37,7 @@ MIN_NUCLEUS_FRACTION = 0.15
 #: A nucleus group whose mean nucleus probability is below this is not a nucleus. On synthetic
 #: fields of training and validation images (benchmarks/field_detections.py), real nuclei's groups
 #: had 0.91 and more, false ones (red cells and their rims) 0.84 and less, and 0.86 for the one
-#: false group of a 30-epoch model that was dark enough to pass `dark_enough`.
+#: false group of a 30-epoch model that was dark enough to pass the darkness check.
 MIN_NUCLEUS_PROBABILITY = 0.88
 #: Nucleus components closer than this fraction of the cell diameter are lobes of one cell
 #: (0.15, 0.25 and 0.35 found the same cells on the validation fields; 0.25 is the middle).
@@ -142,27 +142,24 @@ def group_nuclei(mask: np.ndarray, cell_diameter: float) -> list[tuple[np.ndarra
     return out
 
 
-def dark_enough(small: np.ndarray, groups: list[tuple[np.ndarray, tuple[int, int]]]) -> list[tuple[np.ndarray, tuple[int, int]]]:
-    """The nucleus groups whose median green is at most DARK_FRACTION of the image's: the model's
-    nucleus class also fires on the rims of red cells away from white cells, which are paler."""
+def nucleus_evidence(small: np.ndarray, probability: np.ndarray, group: np.ndarray, corner: tuple[int, int]) -> tuple[float, float]:
+    """What a nucleus group at `corner` says of itself: its median green as a fraction of the
+    image's, and its mean nucleus probability (from `nucleus_map`, as 0 to 1)."""
+    (x, y), (h, w) = corner, group.shape
+    window = (slice(y, y + h), slice(x, x + w))
     green = small[..., 1]
-    limit = DARK_FRACTION * np.median(green)
-    out = []
-    for group, (x, y) in groups:
-        h, w = group.shape
-        if np.median(green[y : y + h, x : x + w][group]) <= limit:
-            out.append((group, (x, y)))
-    return out
+    return float(np.median(green[window][group]) / np.median(green)), float(probability[window][group].mean() / 255)
 
 
-def confident(probability: np.ndarray, groups: list[tuple[np.ndarray, tuple[int, int]]]) -> list[tuple[np.ndarray, tuple[int, int]]]:
-    """The nucleus groups whose mean nucleus probability (from `nucleus_map`) is at least
-    MIN_NUCLEUS_PROBABILITY: where the model takes a red cell for a nucleus, it is less sure."""
+def plausible(small: np.ndarray, probability: np.ndarray, groups: list[tuple[np.ndarray, tuple[int, int]]]) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """The nucleus groups dark enough (median green at most DARK_FRACTION of the image's) and sure
+    enough (mean nucleus probability at least MIN_NUCLEUS_PROBABILITY) for a nucleus: the model's
+    nucleus class also fires on red cells and their rims, which are paler, or where it is less sure."""
     out = []
-    for group, (x, y) in groups:
-        h, w = group.shape
-        if probability[y : y + h, x : x + w][group].mean() >= MIN_NUCLEUS_PROBABILITY * 255:
-            out.append((group, (x, y)))
+    for group, corner in groups:
+        darkness, confidence = nucleus_evidence(small, probability, group, corner)
+        if darkness <= DARK_FRACTION and confidence >= MIN_NUCLEUS_PROBABILITY:
+            out.append((group, corner))
     return out
 
 
@@ -171,7 +168,7 @@ def detect_cells(image: np.ndarray, segmenter, factor: float, cell_diameter: flo
     brings the field there and `cell_diameter` is the training cell diameter (model pixels)."""
     small = to_model_scale(image, factor)
     probability = nucleus_map(small, segmenter, step_fraction)
-    groups = confident(probability, dark_enough(small, group_nuclei(probability > 0, cell_diameter)))
+    groups = plausible(small, probability, group_nuclei(probability > 0, cell_diameter))
     detections = []
     for group, (x, y) in groups:
         rows, cols = np.nonzero(group)
