@@ -35,7 +35,7 @@ from wbcseg.data import read_image, read_mask
 from wbcseg.fields import resolve_scale, segment_crops, segment_field
 from wbcseg.fields_scale import equivalent_diameter, training_cell_diameter
 from wbcseg.metrics import dice
-from wbcseg.params import ENGINES, PRECISIONS
+from wbcseg.params import ENGINES, PRECISIONS, TTA
 from wbcseg.segmenter import Segmenter
 from wbcseg.synthetic_fields import FieldScores, make_field, rescale
 
@@ -94,7 +94,8 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=("test", "val"), help="images the fields are built from (val: for design choices)")
     parser.add_argument("--engine", choices=ENGINES, help="override the card's engine")
     parser.add_argument("--precision", choices=PRECISIONS, help="override the card's precision")
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, help="override the card's TTA (it triples the model calls)")
+    parser.add_argument("--tta", choices=TTA, help="override the card's TTA (flips: 3 model calls per tile, dihedral: 8)")
+    parser.add_argument("--no-tta", dest="tta", action="store_const", const="none", help="the same as --tta none")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--empty", type=int, default=5, help="empty fields per dataset")
     parser.add_argument("--cells-per-field", type=int, default=4)

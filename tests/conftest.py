@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from projects import REPO
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from projects import REPO
+
 PACKAGE = REPO / "src" / "wbcseg"
 
 #: The ranks of docs/architecture.md: a module may import only modules of a lower rank.

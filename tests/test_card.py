@@ -29,11 +29,11 @@ def test_card_round_trip(model_dir):
 
 
 def test_test_metrics_bring_their_inference_options(model_dir):
-    options = {"tta": True, "postprocess": True, "precision": "bfloat16", "engine": "openvino"}
+    options = {"tta": "dihedral", "postprocess": True, "precision": "bfloat16", "engine": "openvino"}
     wc.write_test_metrics(model_dir, {"d1": {"cell": {"dice": 0.9}}}, options)
     card = wc.read_card(model_dir)
     assert card["test_metrics"]["d1"]["cell"]["dice"] == 0.9 and wc.recorded_inference(card) == options
-    assert wc.recorded_inference({"inference": {"tta": True}}) == {**wc.PLAIN_INFERENCE, "tta": True}
+    assert wc.recorded_inference({"inference": {"tta": True}}) == {**wc.PLAIN_INFERENCE, "tta": "flips"}  # an older card
 
 
 @pytest.mark.parametrize(
@@ -62,6 +62,9 @@ def test_missing_or_broken_files_are_one_line_errors(tmp_path, model_dir):
         wc.read_card(model_dir)
     (model_dir / wc.TEST_METRICS_FILE).write_text(json.dumps({"inference": {"engine": "onnx"}}))
     with pytest.raises(ModelError, match="inference.engine must be one of auto, tensorflow, openvino, got 'onnx'"):
+        wc.read_card(model_dir)
+    (model_dir / wc.TEST_METRICS_FILE).write_text(json.dumps({"inference": {"tta": 8}}))
+    with pytest.raises(ModelError, match="test_metrics.json: inference.tta: TTA must be one of none, flips, dihedral, got 8"):
         wc.read_card(model_dir)
     (model_dir / wc.CARD_FILE).write_text(json.dumps({"task": "tissue"}))
     with pytest.raises(ModelError, match="model card lacks"):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
 
 from wbcseg import cli, data
 
-REPO = Path(__file__).resolve().parents[1]
+from projects import REPO
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:

@@ -1,11 +1,10 @@
 """One place for the pins: requirements.lock. environment.yml and pip both install from it."""
 
 import re
-from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from projects import REPO
 
 
 def _name(requirement: str) -> str:

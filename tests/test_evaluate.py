@@ -304,15 +304,15 @@ def test_compare_inference_options_matches_segmenter(written_samples):
     samples, _, _ = written_samples
     card = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus"], "input_size": 96}
     table = evaluate.compare_inference_options(ColourModel(), card, samples)
-    assert len(table) == 4 * 3  # options x (d1, d2, all)
+    assert len(table) == 6 * 3  # options x (d1, d2, all)
     for option in evaluate.DEFAULT_OPTIONS:
         direct = scoring.summarize(evaluate.evaluate_images(Segmenter(ColourModel(), card, **option), samples))
         got = table[(table["tta"] == option["tta"]) & (table["postprocess"] == option["postprocess"])]
         got = got.set_index("dataset")["cell"]
         want = direct[direct["target"] == "cell"].set_index("dataset")["dice_mean"]
         pd.testing.assert_series_equal(got.sort_index(), want.sort_index(), check_names=False)
-    off = table[~table["tta"] & ~table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
-    on = table[~table["tta"] & table["postprocess"] & (table["dataset"] == "all")]["cell"].item()
+    plain = table[(table["tta"] == "none") & (table["dataset"] == "all")].set_index("postprocess")["cell"]
+    off, on = plain[False], plain[True]
     assert on > off
     assert set(table["engine"]) == {"tensorflow"} and set(table["precision"]) == {"float32"}
 
@@ -323,7 +323,7 @@ def test_compare_inference_options_per_run(written_samples):
     runs = [("tensorflow", "float32"), ("tensorflow", "bfloat16"), ("tensorflow", "auto")]
     table = evaluate.compare_inference_options(ColourModel(), card, samples, runs=runs)
     assert list(dict.fromkeys(table["precision"])) == ["float32", "bfloat16"]  # 'auto' is one of them
-    assert len(table) == 2 * 4 * 3
+    assert len(table) == 2 * 6 * 3
     by_precision = {precision: rows.drop(columns="precision").reset_index(drop=True) for precision, rows in table.groupby("precision")}
     pd.testing.assert_frame_equal(by_precision["float32"], by_precision["bfloat16"])  # a stand-in has no precision
 

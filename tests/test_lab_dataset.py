@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,8 +18,7 @@ from wbcseg.errors import DataError, ModelError, ParamsError
 from wbcseg.params import check_params, extra_datasets, load_params, run_config
 
 from lab_data import write_lab_dataset
-
-REPO = Path(__file__).resolve().parents[1]
+from projects import REPO
 
 
 @pytest.fixture(scope="module")

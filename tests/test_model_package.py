@@ -25,7 +25,7 @@ from wbcseg.model_package import INPUT_ID, OUTPUT_ID, check_package, export_bioi
 TEST_METRICS = {
     "protocol": "held-out test split, native resolution",
     "d1": {"nucleus": {"dice": 0.9571, "iou": 0.919, "hd95": 2.5, "n_images": 60}},
-    "inference": {"tta": True, "postprocess": True, "precision": "float32", "engine": "tensorflow"},
+    "inference": {"tta": "dihedral", "postprocess": True, "precision": "float32", "engine": "tensorflow"},
 }
 
 

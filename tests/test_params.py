@@ -1,12 +1,11 @@
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
 
 from wbcseg.params import ParamsError, check_params, load_params, run_config
 
-REPO = Path(__file__).resolve().parents[1]
+from projects import REPO
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def _broken(params, dotted, value):
         ("split.test_fraction", 1.5, "split.test_fraction: must be a fraction"),
         ("variants.original", {"epoch": 3}, "variants.original.epoch: unknown key; variants.original knows task, datasets"),
         ("variants.original", {"datasets": [1, 1]}, "variants.original.datasets"),
-        ("evaluate.tta", "yes", "evaluate.tta: must be true or false"),
+        ("evaluate.tta", "yes", "evaluate.tta: must be one of none, flips, dihedral"),
         ("evaluate.precision", "half", "evaluate.precision: must be one of auto, float32, bfloat16"),
         ("evaluate.engine", "onnx", "evaluate.engine: must be one of auto, tensorflow, openvino"),
         ("crossval.folds", 1, "crossval.folds: must be 0 .* or a whole number >= 2"),

@@ -11,7 +11,8 @@ import yaml
 from wbcseg.paths import stage_paths
 from wbcseg.runner import NOTEBOOK_ONLY, PER_VARIANT
 
-REPO = Path(__file__).resolve().parents[1]
+from projects import REPO
+
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 

@@ -414,13 +414,13 @@ def test_a_corrupt_test_metrics_file_is_exit_2(one_image, tissue_model_dir, tmp_
 
 
 def test_the_api_and_the_command_give_the_same_mask(tissue_model_dir, cell_image, tmp_path):
-    model_dir = model_variant(tmp_path, tissue_model_dir, inference={"tta": True, "postprocess": True, "precision": "float32", "engine": "tensorflow"})
+    model_dir = model_variant(tmp_path, tissue_model_dir, inference={"tta": "dihedral", "postprocess": True, "precision": "float32", "engine": "tensorflow"})
     Image.fromarray(cell_image[0]).save(tmp_path / "cell.png")
     assert run_cli(["predict", str(tmp_path / "cell.png"), "--model", str(model_dir), "--out", str(tmp_path / "out")])[0] == 0
     from_command = read_mask(tmp_path / "out" / "masks" / "cell.png")
     segmenter = Segmenter.load(model_dir)
-    assert (segmenter.tta, segmenter.postprocess) == (True, True)  # the card's options, as the command applies them
+    assert (segmenter.tta, segmenter.postprocess) == ("dihedral", True)  # the card's options, as the command applies them
     from_api = segmenter.segment(cell_image[0]).labels
     np.testing.assert_array_equal(from_api, from_command)
-    plain = Segmenter.load(model_dir, tta=False, postprocess=False).segment(cell_image[0]).labels
+    plain = Segmenter.load(model_dir, tta="none", postprocess=False).segment(cell_image[0]).labels
     assert not np.array_equal(plain, from_api)  # the options matter, so the comparison above means something

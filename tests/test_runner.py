@@ -14,7 +14,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from wbcseg.paths import SCRATCH, output_root
 from wbcseg.runner import NOTEBOOK_ONLY, drop_stream_noise, run_stage_notebook, write_html
 
-REPO = Path(__file__).resolve().parents[1]
+from projects import REPO
+
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
 NOISE = "E0000 00:00:1.2 21114 util.cc:131] oneDNN supports DT_INT32 only on platforms with AVX-512. Falling back\n"

@@ -40,12 +40,31 @@ def test_binary_probabilities_have_two_channels():
     assert set(np.unique(result.labels)) <= {0, 1}
 
 
-def test_tta_undoes_its_flips():
+@pytest.mark.parametrize("tta", ["flips", "dihedral", True])
+def test_tta_undoes_its_views(tta):
+    # the stand-in maps each pixel's colour alone, so a view undone wrongly would move noise around
     images = [rgb(50, 64), rgb(64, 50)]
     plain = list(colour_segmenter("tissue").segment_many(images))
-    tta = list(colour_segmenter("tissue", tta=True).segment_many(images))
-    for a, b in zip(plain, tta):
+    averaged = list(colour_segmenter("tissue", tta=tta).segment_many(images))
+    for a, b in zip(plain, averaged):
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+
+
+def test_tta_views_are_distinct_and_undone():
+    x = RNG.random((2, 6, 6, 1))
+    for name, views in segmenter.TTA_VIEWS.items():
+        seen = [segmenter.view(x, *v) for v in views]
+        assert len({a.tobytes() for a in seen}) == len(views), name
+        for v, y in zip(views, seen):
+            np.testing.assert_array_equal(segmenter.undo_view(y, *v), x)
+    assert len(segmenter.TTA_VIEWS["dihedral"]) == 8
+    np.testing.assert_array_equal(segmenter.view(x, 2, True), x[:, ::-1])  # flips' third view: top to bottom
+
+
+def test_tta_is_named_or_true_or_false():
+    assert [colour_segmenter("tissue", tta=t).tta for t in (False, True, "dihedral")] == ["none", "flips", "dihedral"]
+    with pytest.raises(ValueError, match="TTA must be one of none, flips, dihedral"):
+        colour_segmenter("tissue", tta="eight")
 
 
 def test_segment_many_batches_like_segment():
@@ -97,10 +116,12 @@ def test_bfloat16_segmenter_agrees_with_float32(tissue_model_dir, cell_image):
 
 
 def test_options_come_from_the_card_unless_asked(monkeypatch):
-    recorded = {"inference": {"tta": True, "postprocess": True, "precision": "float32", "engine": "tensorflow"}}
+    recorded = {"inference": {"tta": "dihedral", "postprocess": True, "precision": "float32", "engine": "tensorflow"}}
     assert segmenter.inference_options(recorded) == (recorded["inference"], [])
-    assert segmenter.inference_options(recorded, tta=False)[0]["tta"] is False
-    assert segmenter.inference_options({})[0] == {"tta": False, "postprocess": False, "precision": "float32", "engine": "tensorflow"}
+    assert segmenter.inference_options(recorded, tta="none")[0]["tta"] == "none"
+    assert segmenter.inference_options({})[0] == {"tta": "none", "postprocess": False, "precision": "float32", "engine": "tensorflow"}
+    older = {"inference": {**recorded["inference"], "tta": True}}  # cards written before TTA had names
+    assert segmenter.inference_options(older)[0]["tta"] == "flips"
 
 
 def test_a_recorded_bfloat16_falls_back_to_float32_where_it_is_not_native(monkeypatch):

@@ -22,7 +22,7 @@ from wbcseg.atomic import write_text
 from wbcseg.classes import TASK_CLASSES
 from wbcseg.data import DATASET_COMMIT, DATASET_REPO, sha256_file
 from wbcseg.errors import ModelError
-from wbcseg.params import ENGINES, MIN_INPUT_SIZE, PRECISIONS, SIZE_MULTIPLE
+from wbcseg.params import ENGINES, MIN_INPUT_SIZE, PRECISIONS, SIZE_MULTIPLE, tta_setting
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
@@ -32,7 +32,7 @@ NORMALISATION = "RGB uint8 0-255 in; scaled inside the model by x / 127.5 - 1 (I
 REQUIRED_KEYS = ("task", "classes", "input_size", "backbone", "normalisation")
 INFERENCE_KEYS = ("tta", "postprocess", "precision", "engine")
 #: What a card that records no inference options means: the plain model call.
-PLAIN_INFERENCE = {"tta": False, "postprocess": False, "precision": "float32", "engine": "tensorflow"}
+PLAIN_INFERENCE = {"tta": "none", "postprocess": False, "precision": "float32", "engine": "tensorflow"}
 
 
 def base_model(model_dir: str | os.PathLike) -> dict:
@@ -132,9 +132,13 @@ def check_inference(options, path) -> dict:
     """Recorded inference options, checked: ModelError naming `path` where one is unusable."""
     if not isinstance(options, dict):
         raise ModelError(f"{path}: inference must be an object of {', '.join(INFERENCE_KEYS)}")
-    for key in ("tta", "postprocess"):
-        if key in options and not isinstance(options[key], bool):
-            raise ModelError(f"{path}: inference.{key} must be true or false, got {options[key]!r}")
+    if "postprocess" in options and not isinstance(options["postprocess"], bool):
+        raise ModelError(f"{path}: inference.postprocess must be true or false, got {options['postprocess']!r}")
+    if "tta" in options:
+        try:
+            tta_setting(options["tta"])
+        except ValueError as error:
+            raise ModelError(f"{path}: inference.tta: {error}") from None
     for key, choices in (("precision", PRECISIONS), ("engine", ENGINES)):
         if key in options and options[key] not in choices:
             raise ModelError(f"{path}: inference.{key} must be one of {', '.join(choices)}, got {options[key]!r}")
@@ -145,7 +149,8 @@ def recorded_inference(card: dict) -> dict:
     """The inference options a card records (those its test metrics were measured with), each
     one missing taken from PLAIN_INFERENCE."""
     recorded = card.get("inference") or {}
-    return {key: recorded.get(key, default) for key, default in PLAIN_INFERENCE.items()}
+    options = {key: recorded.get(key, default) for key, default in PLAIN_INFERENCE.items()}
+    return {**options, "tta": tta_setting(options["tta"])}
 
 
 def write_test_metrics(model_dir: str | os.PathLike, metrics: dict, inference: dict) -> Path:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from wbcseg.errors import ClusterError, WbcsegError
-from wbcseg.params import ENGINES, PRECISIONS
+from wbcseg.params import ENGINES, PRECISIONS, TTA
 
 CHECKED = "params.yaml and the data source passed `wbcseg check`\n"
 
@@ -175,7 +175,11 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         help="µm per pixel; adds areas in µm² to measurements.csv, and in field and auto modes sets the scale (cells 12 µm across)",
     )
     recorded = "(default: what the model card records, else {})"
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=f"average predictions over flips {recorded.format('off')}")
+    parser.add_argument(
+        "--tta", choices=TTA, default=None,
+        help=f"average predictions over views of each image: flips (3 views) or dihedral (8: rotations and mirror images) {recorded.format('none')}",
+    )
+    parser.add_argument("--no-tta", dest="tta", action="store_const", const="none", help="the same as --tta none")
     parser.add_argument(
         "--postprocess", action=argparse.BooleanOptionalAction, default=None,
         help=f"keep only the cell at the image centre and fill its holes {recorded.format('off')}",

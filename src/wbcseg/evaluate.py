@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from wbcseg.engine import resolve_engine, resolve_precision
+from wbcseg.params import TTA
 from wbcseg.postprocess import keep_central_cell
 from wbcseg.scoring import evaluate_labels, read_images, summarize
 from wbcseg.segmenter import DEFAULT_BATCH_SIZE, Segmenter
@@ -25,12 +26,7 @@ def evaluate_images(segmenter, samples: pd.DataFrame, batch_size: int = DEFAULT_
 
 # --------------------------------------------------------------------------- inference options
 
-DEFAULT_OPTIONS = (
-    {"tta": False, "postprocess": False},
-    {"tta": False, "postprocess": True},
-    {"tta": True, "postprocess": False},
-    {"tta": True, "postprocess": True},
-)
+DEFAULT_OPTIONS = tuple({"tta": tta, "postprocess": postprocess} for tta in TTA for postprocess in (False, True))
 
 
 def compare_inference_options(

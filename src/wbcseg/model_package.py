@@ -257,8 +257,8 @@ blood cell.
   (x / 127.5 - 1 is a layer of the network), so the only pre-processing is the cast to float32.
 - Output `{OUTPUT_ID}`: {_output_meaning(card)}, at the input's size.
 - Not in this package, because the spec has no terms for them: `wbcseg predict` also resizes the
-  probabilities back to each image's own size before deciding the classes, averages over flipped
-  views (TTA) and keeps the central cell with its holes filled.
+  probabilities back to each image's own size before deciding the classes, averages over rotated
+  and mirrored views (TTA) and keeps the central cell with its holes filled.
 
 ## Training
 

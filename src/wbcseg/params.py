@@ -29,6 +29,10 @@ TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: Inference engines (evaluate.engine, `wbcseg predict --engine`): see engine.resolve_engine.
 ENGINES = ("auto", "tensorflow", "openvino")
+#: Test-time augmentation (evaluate.tta, `wbcseg predict --tta`): the views whose probabilities are
+#: averaged. none: the image as it is; flips: and flipped either way (3 views); dihedral: its 4
+#: rotations by 90 degrees, each also mirrored (8 views). See segmenter.TTA_VIEWS.
+TTA = ("none", "flips", "dihedral")
 #: How training spreads over devices (train.distribute): see network.distribution_strategy.
 DISTRIBUTE = ("none", "mirrored")
 #: segmentation_models 1.0.1's backbones (`sm.Backbones.models_names()`; tests/test_params.py checks).
@@ -80,6 +84,21 @@ def _one_of(choices):
             return f"must be one of {', '.join(map(str, choices))}, got {value!r}"
 
     return check
+
+
+def tta_setting(value) -> str:
+    """A TTA setting as one of TTA; true and false, as older cards and params record it, are
+    'flips' and 'none'. ValueError for anything else."""
+    if isinstance(value, bool):
+        return "flips" if value else "none"
+    if value not in TTA:
+        raise ValueError(f"TTA must be one of {', '.join(TTA)}, got {value!r}")
+    return value
+
+
+def _tta(value):
+    if not isinstance(value, bool) and value not in TTA:
+        return f"must be one of {', '.join(TTA)}, got {value!r}"
 
 
 def _optional(check):
@@ -196,7 +215,7 @@ SCHEMA = {
     "evaluate": {
         "overlays": _whole(0),
         "postprocess": _boolean,
-        "tta": _boolean,
+        "tta": _tta,
         "precision": _one_of(PRECISIONS),
         "engine": _one_of(ENGINES),
     },

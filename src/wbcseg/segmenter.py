@@ -19,6 +19,7 @@ from wbcseg.card import MODEL_FILE, recorded_inference
 from wbcseg.engine import make_runner, native_bfloat16, openvino_model, resolve_engine, resolve_precision
 from wbcseg.measure import measure
 from wbcseg.network import load_model
+from wbcseg.params import tta_setting
 from wbcseg.postprocess import keep_central_cell
 from wbcseg.preprocess import check_rgb, resize_image, resize_probabilities
 
@@ -46,6 +47,26 @@ def as_class_probabilities(probs: np.ndarray) -> np.ndarray:
     if probs.shape[-1] == 1:
         return np.concatenate([1.0 - probs, probs], axis=-1)
     return probs
+
+
+#: Each TTA setting's views, as (quarter turns, mirrored first): a view is the image mirrored left to
+#: right (if so), then rotated by that many quarter turns. Flipped top to bottom is (2, True).
+TTA_VIEWS = {
+    "none": ((0, False),),
+    "flips": ((0, False), (0, True), (2, True)),
+    "dihedral": tuple((turns, mirrored) for mirrored in (False, True) for turns in range(4)),
+}
+
+
+def view(x: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
+    """Images (N, H, W, ...) as one TTA view sees them."""
+    return np.rot90(x[:, :, ::-1] if mirrored else x, turns, axes=(1, 2))
+
+
+def undo_view(x: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
+    """`view`'s inverse: a view's predictions (N, H, W, C) brought back to the image's orientation."""
+    x = np.rot90(x, -turns, axes=(1, 2))
+    return x[:, :, ::-1] if mirrored else x
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -89,7 +110,9 @@ def inference_options(card: dict, tta=None, postprocess=None, precision=None, en
 class Segmenter:
     """A model and its card, ready to segment RGB uint8 images of any size at native resolution.
 
-    tta: average the probabilities over horizontal and vertical flips. postprocess: keep the WBC
+    tta: 'none', 'flips' (average the probabilities over the image and its two flips) or
+    'dihedral' (over its 8 rotations and mirror images); true and false mean 'flips' and 'none'
+    (params.TTA). postprocess: keep the WBC
     component nearest the image centre and fill its holes (`postprocess.keep_central_cell`).
     pixel_size: µm per pixel, to add µm² areas to the measurements. precision: 'float32',
     'bfloat16' or 'auto' (bfloat16 where the CPU has it natively, else float32). engine:
@@ -101,7 +124,7 @@ class Segmenter:
     """
 
     def __init__(
-        self, model, card: dict, tta: bool = False, postprocess: bool = False, pixel_size: float | None = None,
+        self, model, card: dict, tta: str | bool = "none", postprocess: bool = False, pixel_size: float | None = None,
         precision: str = "float32", engine: str = "tensorflow",
     ):
         self.model = model
@@ -109,7 +132,7 @@ class Segmenter:
         self.task = card["task"]
         self.classes = tuple(card["classes"])
         self.input_size = int(card["input_size"])
-        self.tta = bool(tta)
+        self.tta = tta_setting(tta)
         self.postprocess = bool(postprocess)
         self.pixel_size = pixel_size
         self.precision = resolve_precision(precision)
@@ -136,7 +159,7 @@ class Segmenter:
     def describe(self) -> str:
         """One line: the model and the options this Segmenter runs with."""
         return (
-            f"{self.task} model at {self.input_size} px, TTA {'on' if self.tta else 'off'}, "
+            f"{self.task} model at {self.input_size} px, TTA {'off' if self.tta == 'none' else self.tta}, "
             f"post-processing {'on' if self.postprocess else 'off'}, {self.precision} on {self.engine}"
         )
 
@@ -154,13 +177,11 @@ class Segmenter:
     def predict_probabilities(self, resized: np.ndarray) -> np.ndarray:
         """Class probabilities (N, S, S, C) of model-size RGB images (N, S, S, 3), in one model call."""
         x = np.asarray(resized, dtype=np.float32)
-        if self.tta:  # one call on the three views keeps the batch large
-            x = np.concatenate([x, x[:, :, ::-1], x[:, ::-1]])
-        probs = as_class_probabilities(self._run(x))
-        if not self.tta:
-            return probs
-        n = len(probs) // 3  # each view's flip is undone before averaging
-        return (probs[:n] + probs[n : 2 * n, :, ::-1] + probs[2 * n :, ::-1]) / 3
+        views = TTA_VIEWS[self.tta]
+        # one call on every view keeps the batch large; the views of a square image share its shape
+        probs = as_class_probabilities(self._run(np.ascontiguousarray(np.concatenate([view(x, *v) for v in views]))))
+        n = len(x)
+        return sum(undo_view(probs[i * n : (i + 1) * n], *v) for i, v in enumerate(views)) / len(views)
 
     def finish(self, shape: tuple[int, int], probs: np.ndarray) -> SegmentResult:
         """The result at native `shape` (H, W) of one image's model-size probabilities (S, S, C)."""
