@@ -424,3 +424,13 @@ def test_the_api_and_the_command_give_the_same_mask(tissue_model_dir, cell_image
     np.testing.assert_array_equal(from_api, from_command)
     plain = Segmenter.load(model_dir, tta="none", postprocess=False).segment(cell_image[0]).labels
     assert not np.array_equal(plain, from_api)  # the options matter, so the comparison above means something
+
+
+def test_tta_is_a_name_and_no_tta_means_none():
+    parser = cli.build_parser()
+    base = ["predict", "cell.png", "--model", "models/main", "--out", "out"]
+    assert parser.parse_args(base).tta is None  # the card's
+    assert parser.parse_args([*base, "--tta", "dihedral"]).tta == "dihedral"
+    assert parser.parse_args([*base, "--no-tta"]).tta == "none"
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        parser.parse_args([*base, "--tta", "eight"])
