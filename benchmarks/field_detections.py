@@ -57,8 +57,9 @@ def main() -> None:
         small = to_model_scale(field.image, factor)
         probability = nucleus_map(small, segmenter)
         true_nucleus = rescale((field.classes == 2).astype(np.uint8), factor, labels=True)[: small.shape[0], : small.shape[1]] > 0
+        field_green = float(np.median(small[..., 1]))
         for group, (x, y) in group_nuclei(probability > 0, trained):
-            darkness, confidence = nucleus_evidence(small, probability, group, (x, y))
+            darkness, confidence = nucleus_evidence(small, field_green, probability, group, (x, y))
             on_nucleus = true_nucleus[y : y + group.shape[0], x : x + group.shape[1]][group].mean()
             rows.append({"dataset": dataset, "real": bool(on_nucleus >= REAL_SHARE), "green to median": darkness, "nucleus probability": confidence})
     groups = pd.DataFrame(rows)

@@ -142,13 +142,15 @@ def group_nuclei(mask: np.ndarray, cell_diameter: float) -> list[tuple[np.ndarra
     return out
 
 
-def nucleus_evidence(small: np.ndarray, probability: np.ndarray, group: np.ndarray, corner: tuple[int, int]) -> tuple[float, float]:
-    """What a nucleus group at `corner` says of itself: its median green as a fraction of the
-    image's, and its mean nucleus probability (from `nucleus_map`, as 0 to 1)."""
+def nucleus_evidence(
+    small: np.ndarray, field_green: float, probability: np.ndarray, group: np.ndarray, corner: tuple[int, int]
+) -> tuple[float, float]:
+    """What a nucleus group at `corner` says of itself: its median green as a fraction of
+    `field_green` (the image's median green, computed once per image), and its mean nucleus
+    probability (from `nucleus_map`, as 0 to 1)."""
     (x, y), (h, w) = corner, group.shape
     window = (slice(y, y + h), slice(x, x + w))
-    green = small[..., 1]
-    return float(np.median(green[window][group]) / np.median(green)), float(probability[window][group].mean() / 255)
+    return float(np.median(small[..., 1][window][group]) / field_green), float(probability[window][group].mean() / 255)
 
 
 def plausible(small: np.ndarray, probability: np.ndarray, groups: list[tuple[np.ndarray, tuple[int, int]]]) -> list[tuple[np.ndarray, tuple[int, int]]]:
@@ -156,8 +158,9 @@ def plausible(small: np.ndarray, probability: np.ndarray, groups: list[tuple[np.
     enough (mean nucleus probability at least MIN_NUCLEUS_PROBABILITY) for a nucleus: the model's
     nucleus class also fires on red cells and their rims, which are paler, or where it is less sure."""
     out = []
+    field_green = float(np.median(small[..., 1]))
     for group, corner in groups:
-        darkness, confidence = nucleus_evidence(small, probability, group, corner)
+        darkness, confidence = nucleus_evidence(small, field_green, probability, group, corner)
         if darkness <= DARK_FRACTION and confidence >= MIN_NUCLEUS_PROBABILITY:
             out.append((group, corner))
     return out
