@@ -86,19 +86,19 @@ def _one_of(choices):
     return check
 
 
-def tta_setting(value) -> str:
-    """A TTA setting as one of TTA; true and false, as older cards and params record it, are
-    'flips' and 'none'. ValueError for anything else."""
-    if isinstance(value, bool):
-        return "flips" if value else "none"
-    if value not in TTA:
-        raise ValueError(f"TTA must be one of {', '.join(TTA)}, got {value!r}")
-    return value
-
-
 def _tta(value):
     if not isinstance(value, bool) and value not in TTA:
         return f"must be one of {', '.join(TTA)}, got {value!r}"
+
+
+def tta_setting(value) -> str:
+    """A TTA setting as one of TTA; true and false, as older cards and params record it, are
+    'flips' and 'none'. ValueError for anything else."""
+    if problem := _tta(value):
+        raise ValueError(f"TTA {problem}")
+    if isinstance(value, bool):
+        return "flips" if value else "none"
+    return value
 
 
 def _optional(check):

@@ -112,12 +112,11 @@ class Segmenter:
 
     tta: 'none', 'flips' (average the probabilities over the image and its two flips) or
     'dihedral' (over its 8 rotations and mirror images); true and false mean 'flips' and 'none'
-    (params.TTA). postprocess: keep the WBC
-    component nearest the image centre and fill its holes (`postprocess.keep_central_cell`).
-    pixel_size: µm per pixel, to add µm² areas to the measurements. precision: 'float32',
-    'bfloat16' or 'auto' (bfloat16 where the CPU has it natively, else float32). engine:
-    'tensorflow', 'openvino' (faster on CPUs; see `wbcseg.engine`) or 'auto' (openvino unless
-    TensorFlow sees a GPU).
+    (params.TTA). postprocess: keep the WBC component nearest the image centre and fill its holes
+    (`postprocess.keep_central_cell`). pixel_size: µm per pixel, to add µm² areas to the
+    measurements. precision: 'float32', 'bfloat16' or 'auto' (bfloat16 where the CPU has it
+    natively, else float32). engine: 'tensorflow', 'openvino' (faster on CPUs; see `wbcseg.engine`)
+    or 'auto' (openvino unless TensorFlow sees a GPU).
 
     `model` is a Keras model, or, with the tensorflow engine, anything with its `predict_on_batch`
     (the tests use stand-ins). `Segmenter.load` is the usual way in.
