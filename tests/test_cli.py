@@ -15,6 +15,7 @@ from projects import REPO
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """cli.main in-process: (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(argv)

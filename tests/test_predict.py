@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from test_cli import run_cli
 from wbcseg import cli
 from wbcseg.batch import predict_files
 from wbcseg.card import CARD_FILE, MODEL_FILE, TEST_METRICS_FILE
@@ -38,14 +39,6 @@ TISSUE_CARD = {"task": "tissue", "classes": ["background", "cytoplasm", "nucleus
 
 def rgb(h, w):
     return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """cli.main in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 HEADER = re.compile(r"wbcseg predict: \d+ images; ")

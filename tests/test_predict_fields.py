@@ -16,7 +16,8 @@ import roifile
 from PIL import Image
 from shapely.geometry import shape
 
-from test_predict import our_lines, run_cli
+from test_cli import run_cli
+from test_predict import our_lines
 from wbcseg import cli
 from wbcseg.card import CARD_FILE, MODEL_FILE, make_card
 from wbcseg.data import read_mask
