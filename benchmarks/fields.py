@@ -15,10 +15,10 @@ crop mode on the same cells, both on the test image at the field's scale (the ve
 with their own surroundings: the gap that the target is about) and at its native size; false
 white cells per empty field; seconds per megapixel (scale estimate included); the scale estimates'
 error; and the time of one 12-megapixel field. `--per-cell CSV` writes each matched cell's row
-(its sample, its field's magnification and cell count, both Dice and their gap). Crop mode is the test image segmented as a whole
-(model-size probabilities resized back, arg-max, central cell kept, holes filled). Targets
-(issue 12): precision and recall >= 0.97, Dice within 0.01 of crop mode, no cell on empty
-fields, 12 MP in under 30 s on 2 cores. Never tune on the test figures.
+(its sample, its field's magnification and cell count, both Dice and their gap). Crop mode is the
+test image segmented as a whole (model-size probabilities resized back, arg-max, central cell
+kept, holes filled). Targets (issue 12): precision and recall >= 0.97, Dice within 0.01 of crop
+mode, no cell on empty fields, 12 MP in under 30 s on 2 cores. Never tune on the test figures.
 """
 
 from __future__ import annotations
