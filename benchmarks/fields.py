@@ -108,6 +108,7 @@ def main() -> None:
     segmenter = load_segmenter(args.model, root, {"engine": args.engine, "precision": args.precision, "tta": args.tta})
     test = samples(root, args.split)
     crops = {d: [(read_image(r.image), read_mask(r.mask)) for r in rows.itertuples()] for d, rows in test.groupby("dataset")}
+    sample_ids = {d: list(rows.sample_id) for d, rows in test.groupby("dataset")}
 
     crop_native = {}
     for dataset, items in crops.items():
@@ -137,7 +138,7 @@ def main() -> None:
         matched = len(scores[dataset].dice)
         scores[dataset].add(replace(field, sources=tuple((dataset, i) for i in used)), result.instances)
         for source, field_dice in scores[dataset].dice[matched:]:
-            cells.append({"dataset": dataset, "sample": test[test.dataset == dataset].iloc[source[1]].sample_id,
+            cells.append({"dataset": dataset, "sample": sample_ids[dataset][source[1]],
                           "magnification": field.scale, "cells in field": len(used),
                           "field Dice": field_dice, "crop Dice, field scale": crop_scaled[source]})
 
