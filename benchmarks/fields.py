@@ -11,7 +11,7 @@ test images; some fields hold no white cell. Field mode runs with the scale it e
 options its card records (as `wbcseg predict` does), but those given here.
 
 Printed: detection precision and recall (IoU > 0.5); whole-cell Dice of the matched cells against
-crop mode on the same cells, both on the test image at the field's scale (the very pixels pasted,
+crop mode on the same cells, both on the test image in the field's tone and scale (the very pixels pasted,
 with their own surroundings: the gap that the target is about) and at its native size; false
 white cells per empty field; seconds per megapixel (scale estimate included); the scale estimates'
 error; and the time of one 12-megapixel field. `--per-cell CSV` writes each matched cell's row
@@ -38,7 +38,7 @@ from wbcseg.fields_scale import equivalent_diameter, training_cell_diameter
 from wbcseg.metrics import dice
 from wbcseg.params import ENGINES, PRECISIONS, TTA
 from wbcseg.segmenter import Segmenter
-from wbcseg.synthetic_fields import FieldScores, make_field, rescale
+from wbcseg.synthetic_fields import FieldScores, make_field, rescale, toned
 
 FIELD_SHAPE = (480, 640)
 TIMING_SHAPE = (3000, 4000)
@@ -122,8 +122,9 @@ def main() -> None:
     crop_scaled = {}
     cells = []
     for dataset, field, used in build_fields(crops, rng, args.empty, args.cells_per_field):
-        for i in used:  # crop mode on the very pixels pasted: the test image at the field's scale
-            image, truth = rescale(crops[dataset][i][0], field.scale), rescale(crops[dataset][i][1], field.scale, labels=True)
+        for i in used:  # crop mode on the very pixels pasted: the test image in the field's tone and scale
+            image, truth = crops[dataset][i]
+            image, truth = rescale(toned(image, truth, field.tone), field.scale), rescale(truth, field.scale, labels=True)
             labels, _ = next(iter(segment_crops([image], segmenter)))
             crop_scaled[dataset, i] = dice(labels > 0, truth > 0)
         truth_diameter = np.median([equivalent_diameter((field.instances == k).sum()) for k in range(1, len(used) + 1)]) if used else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -58,6 +59,17 @@ def test_a_field_holds_its_cells_at_scale_with_their_truth(scale):
     cell = field.instances > 0
     assert np.array_equal(cell, field.classes > 0)
     assert (field.image[field.classes == 1][:, 2] > 150).mean() > 0.9  # cell pixels are the crops'
+
+
+def test_cells_of_another_tone_are_brought_to_the_fields_tone():
+    image, labels = crop(24, 0)
+    crops = [(image, labels), ((image * 0.7).astype(np.uint8), labels)]
+    field = make_field(crops, crops, (300, 400), 1.0, np.random.default_rng(1))
+    assert len(field.sources) == 2
+    for cell_id in (1, 2):
+        cell = field.instances == cell_id
+        ring = cv2.dilate(cell.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~cell
+        assert np.abs(np.median(field.image[ring], axis=0) - field.tone).max() <= 12
 
 
 def test_a_cell_without_room_is_left_out():

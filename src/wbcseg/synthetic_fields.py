@@ -42,14 +42,16 @@ COVERAGE = 0.995
 class Field:
     """A synthetic field: image (H, W, 3) uint8, instances (H, W) int32 (0 none, 1..n one id per
     white cell), classes (H, W) uint8 (0 background, 1 cytoplasm, 2 nucleus), scale (the factor
-    applied to the crops) and sources (what each instance id came from, in id order: `make_field`
-    gives the index of its crop in the list it was given)."""
+    applied to the crops), sources (what each instance id came from, in id order: `make_field`
+    gives the index of its crop in the list it was given) and tone (the RGB median of the
+    background that every crop was brought to by `toned`; None for a field without cells)."""
 
     image: np.ndarray
     instances: np.ndarray
     classes: np.ndarray
     scale: float
     sources: tuple
+    tone: np.ndarray | None = None
 
 
 def _feather(size: int) -> np.ndarray:
@@ -66,6 +68,22 @@ def rescale(array: np.ndarray, scale: float, labels: bool = False) -> np.ndarray
     if labels:
         return cv2.resize(array, size, interpolation=cv2.INTER_NEAREST)
     return cv2.resize(array, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def toned(image: np.ndarray, labels: np.ndarray, tone: np.ndarray | None) -> np.ndarray:
+    """`image` (uint8) with its colours scaled per channel so that its pixels outside the white
+    cell (`labels` == 0) have the median RGB `tone`; unchanged when `tone` is None. One field is one
+    slide under one light, so its crops and background share one tone."""
+    if tone is None:
+        return image
+    gain = tone / np.maximum(background_tone([(image, labels)]), 1.0)
+    return np.clip(image * gain + 0.5, 0, 255).astype(np.uint8)
+
+
+def _edge_ramp(shape: tuple[int, int], width: int) -> np.ndarray:
+    """(H, W) float32 that rises linearly from 0 at the border to 1 at `width` pixels inside."""
+    ramps = [np.clip(np.minimum(np.arange(n), np.arange(n)[::-1]) / max(width, 1), 0, 1) for n in shape]
+    return np.minimum.outer(*ramps).astype(np.float32)
 
 
 def _log_likelihood(pixels: np.ndarray, sample: np.ndarray) -> np.ndarray:
@@ -127,8 +145,7 @@ def quilt_background(
         share = cv2.boxFilter(free.astype(np.float32), -1, (patch, patch), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
         corners = np.argwhere(share[: image.shape[0] - patch + 1, : image.shape[1] - patch + 1] >= MIN_FREE_SHARE)
         if len(corners):
-            gain = 1.0 if tone is None else tone / np.maximum(background_tone([(image, labels)]), 1.0)
-            sources.append((np.clip(image * gain, 0, 255).astype(np.float32), free, corners))
+            sources.append((toned(image, labels, tone).astype(np.float32), free, corners))
     if not sources:
         raise ValueError(f"no crop has a {patch} px patch mostly clear of white cells to build a background from")
     height, width = shape
@@ -180,21 +197,24 @@ def make_field(
 ) -> Field:
     """A field of `shape` with the white cells of `cells` (crops and class maps), all at `scale`,
     at random places where their bounding squares (cell plus rim) do not overlap, on a background
-    quilted from `background` crops in the colours of the cells' own surroundings (crops differ in
-    tone, and a rim of another tone would stand out as part of the cell). A cell that finds no
+    quilted from `background` crops. Crops differ in tone, and a rim of another tone than the field
+    stands out as part of the cell (the model took such rims of Dataset 1's tight crops for
+    cytoplasm), so every crop and background patch is brought to the median tone of the cells'
+    surroundings (`toned`), and each rim fades out before its crop's edge. A cell that finds no
     room is left out (see Field.sources)."""
-    image = quilt_background(background, shape, scale, rng, background_tone(cells) if cells else None)
+    tone = background_tone(cells) if cells else None
+    image = quilt_background(background, shape, scale, rng, tone)
     instances = np.zeros(shape, np.int32)
     classes = np.zeros(shape, np.uint8)
     pieces = []
     for crop, labels in cells:
-        crop, labels = rescale(crop, scale), rescale(labels, scale, labels=True)
+        crop, labels = rescale(toned(crop, labels, tone), scale), rescale(labels, scale, labels=True)
         if not (labels > 0).any():
             raise ValueError("a cell crop at this scale has no white-cell pixel left")
         rim = max(1, round(RIM_FRACTION * equivalent_diameter(np.count_nonzero(labels))))
         cell = ndimage.binary_fill_holes(labels > 0)
         alpha = cv2.dilate(cell.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1,) * 2))
-        alpha = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), rim / 2.0)
+        alpha = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), rim / 2.0) * _edge_ramp(labels.shape, rim // 2)
         alpha[cell] = 1.0
         rows, cols = np.nonzero(alpha > 1e-3)
         y0, x0, y1, x1 = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
@@ -211,7 +231,7 @@ def make_field(
         instances[region][labels > 0] = len(sources) + 1
         classes[region][labels > 0] = labels[labels > 0]
         sources.append(index)
-    return Field(image, instances, classes, float(scale), tuple(sources))
+    return Field(image, instances, classes, float(scale), tuple(sources), tone)
 
 
 # --------------------------------------------------------------------------- scoring
