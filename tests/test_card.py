@@ -43,6 +43,8 @@ def test_test_metrics_bring_their_inference_options(model_dir):
         ({"input_size": 100}, "input_size must .* divisible by 32, got 100"),
         ({"classes": ["background", "cell"]}, "task 'tissue' and classes .* do not agree"),
         ({"backbone": 3}, "backbone must be a name"),
+        ({"min_cell_diameter": 96}, r"min_cell_diameter must be a number of input pixels between 0 and input_size \(96\), got 96"),
+        ({"min_cell_diameter": "60"}, "min_cell_diameter must be a number"),
     ],
 )
 def test_a_wrong_card_value_is_named(model_dir, change, message):
@@ -81,6 +83,12 @@ def test_the_scale_that_field_mode_needs_is_recorded_and_read():
     ):
         with pytest.raises(ModelError, match=message):
             wc.model_cell_diameter({**card, **changed})
+
+
+def test_the_zoom_a_model_was_trained_with_is_recorded():
+    assert "min_cell_diameter" not in wc.make_card(CONFIG)
+    card = wc.make_card(tiny_config(min_cell_diameter=58.0))
+    assert card["min_cell_diameter"] == 58.0 == card["train_params"]["min_cell_diameter"]
 
 
 def _empty(tmp_path):

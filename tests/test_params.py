@@ -29,6 +29,8 @@ def _broken(params, dotted, value):
         ("model.backbone", "inceptionv9", "model.backbone: must be one of resnet18, .*, got 'inceptionv9'"),
         ("model.input_size", 100, "model.input_size: .*divisible by 32, got 100"),
         ("model.input_size", 64, "model.input_size: .*>= 96"),
+        ("model.min_cell_diameter", -5, "model.min_cell_diameter: must be a positive number, got -5"),
+        ("model.min_cell_diameter", 128, r"model.min_cell_diameter: must be below model.input_size \(128\), got 128"),
         ("model.encoder_weights", "/nowhere/encoder.h5", "model.encoder_weights: weights file /nowhere/encoder.h5 does not exist"),
         ("train.task", "nuclei", "train.task: must be one of"),
         ("train.datasets", [3], "train.datasets: must be a non-empty list"),
@@ -102,4 +104,4 @@ def test_load_params_reports_bad_yaml(tmp_path):
 def test_default_experiment_is_the_tissue_model_on_both_datasets():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     assert raw["train"]["task"] == "tissue" and raw["train"]["datasets"] == [1, 2]
-    assert raw["model"] == {"backbone": "inceptionv3", "encoder_weights": None, "input_size": 128}
+    assert raw["model"] == {"backbone": "inceptionv3", "encoder_weights": None, "input_size": 128, "min_cell_diameter": None}

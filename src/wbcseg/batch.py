@@ -108,8 +108,8 @@ def segment_files(
     """
     pending: deque = deque()
 
-    def finish_and_write(index: int, image: np.ndarray, probs: np.ndarray) -> None:
-        result = segmenter.finish(image.shape[:2], probs)
+    def finish_and_write(index: int, image: np.ndarray, probs: np.ndarray, window) -> None:
+        result = segmenter.finish(image.shape[:2], probs, window)
         record(index, write_outputs(image, result.labels, result.measurements, segmenter.task, out_dir, names[index], files[index]))
 
     def settle(limit: int) -> None:
@@ -121,15 +121,15 @@ def segment_files(
                 fail(index, f"{files[index]}: cannot write its outputs ({exc})")
 
     def flush(batch: list[tuple]) -> None:
-        resized = np.stack([r for _, _, r in batch])
+        resized, windows = segmenter.model_inputs([image for _, image, _ in batch], np.stack([r for _, _, r in batch]))
         if pad and len(batch) < batch_size:
             # A smaller batch would make TensorFlow trace and optimise the model again for its
             # shape (seconds); blank images fill it instead.
             resized = np.concatenate([resized, np.zeros((batch_size - len(batch), *resized.shape[1:]), resized.dtype)])
         probabilities = segmenter.predict_probabilities(resized)[: len(batch)]
-        for (index, image, _), probs in zip(batch, probabilities):
+        for (index, image, _), probs, window in zip(batch, probabilities, windows):
             # Finishing and writing run in the pool while the model predicts the next batch.
-            pending.append((index, pool.submit(finish_and_write, index, image, probs)))
+            pending.append((index, pool.submit(finish_and_write, index, image, probs, window)))
         settle(2 * batch_size)  # bounds the images held in memory while PNGs are written
 
     batch = []

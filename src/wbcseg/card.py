@@ -6,7 +6,8 @@ was trained (the run's parameters, data, validation metrics), and, once the eval
 run, `test_metrics.json` beside it: the held-out metrics and the inference options they were
 measured with (TTA, post-processing, precision, engine). The card also records the scale of the
 training images (`scale.cell_diameter_px`, the median white-cell diameter at model size), which
-field mode brings a field to. Training writes the card, evaluation
+field mode brings a field to, and, for a model trained with crops zoomed in on small cells,
+`min_cell_diameter`, which the Segmenter zooms to as well. Training writes the card, evaluation
 writes the test metrics (a DVC stage cannot rewrite another stage's output), and the Segmenter and
 `wbcseg predict` read both through `read_card`, so they apply the options the metrics hold for.
 """
@@ -47,6 +48,7 @@ def make_card(config, val_metrics: dict | None = None, extra: dict | None = None
     fine-tuned one started from (`base_model`); `cell_diameter_px` is the median white-cell diameter
     of its training images at model size (`fields_scale.training_cell_diameter`)."""
     scale = {} if cell_diameter_px is None else {"scale": {"cell_diameter_px": round(float(cell_diameter_px), 2)}}
+    zoom = {} if config.min_cell_diameter is None else {"min_cell_diameter": config.min_cell_diameter}
     return {
         "card_version": CARD_VERSION,
         "task": config.task,
@@ -60,6 +62,7 @@ def make_card(config, val_metrics: dict | None = None, extra: dict | None = None
         "val_metrics": val_metrics or {},
         "init_from": base_model(config.init_from) if config.init_from else None,
         **scale,
+        **zoom,
         **(extra or {}),
     }
 
@@ -83,6 +86,9 @@ def check_card(card, path) -> dict:
         raise ModelError(f"{path}: input_size must be a whole number >= {MIN_INPUT_SIZE} divisible by {SIZE_MULTIPLE}, got {size!r}")
     if not isinstance(card["backbone"], str):
         raise ModelError(f"{path}: backbone must be a name, got {card['backbone']!r}")
+    zoom = card.get("min_cell_diameter")
+    if zoom is not None and (isinstance(zoom, bool) or not isinstance(zoom, int | float) or not 0 < zoom < size):
+        raise ModelError(f"{path}: min_cell_diameter must be a number of input pixels between 0 and input_size ({size}), got {zoom!r}")
     return card
 
 

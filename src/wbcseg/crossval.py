@@ -25,7 +25,7 @@ def fit_and_evaluate(config, train_rows: pd.DataFrame, val_rows: pd.DataFrame, s
     Returns (per-image table, training history)."""
     arrays = {}
     for name, rows in (("train", train_rows), ("val", val_rows)):
-        images, labels = model_arrays(rows, config.input_size)
+        images, labels = model_arrays(rows, config.input_size, config.min_cell_diameter)
         arrays[name] = {"images": images, "labels": labels, "dataset": rows["dataset"].to_numpy()}
     model, history = fit(config, arrays["train"], arrays["val"])
     return evaluate_images(Segmenter(model, make_card(config), **(inference or {})), scored_rows), history

@@ -24,7 +24,7 @@ from wbcseg.card import model_cell_diameter
 from wbcseg.fields_scale import DARK_FRACTION, Scale, ScaleError, dark_blobs, equivalent_diameter, given_scale
 from wbcseg.measure import measure_labels
 from wbcseg.postprocess import keep_central_cell
-from wbcseg.preprocess import check_rgb, resize_image, resize_probabilities
+from wbcseg.preprocess import check_rgb, crop_window, extract, resize_image, resize_probabilities
 from wbcseg.tiling import STEP_FRACTION, predict_strips
 
 NUCLEUS = 2
@@ -183,23 +183,6 @@ def detect_cells(image: np.ndarray, segmenter, factor: float, cell_diameter: flo
 
 
 # --------------------------------------------------------------------------- segmentation of each cell
-
-
-def crop_window(centre: tuple[float, float], size: int) -> tuple[int, int]:
-    """Top-left corner (x, y) of the size x size window centred on `centre`."""
-    return round(centre[0] - (size - 1) / 2), round(centre[1] - (size - 1) / 2)
-
-
-def extract(image: np.ndarray, corner: tuple[int, int], size: int) -> np.ndarray:
-    """The size x size window at `corner`, mirrored where it leaves the image (like the padding
-    of the tiled pass)."""
-    h, w = image.shape[:2]
-    x, y = corner
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + size, w), min(y + size, h)
-    if x0 >= x1 or y0 >= y1:
-        raise ValueError(f"window at {corner} of size {size} lies outside the {w}x{h} image")
-    window = np.ascontiguousarray(image[y0:y1, x0:x1])
-    return cv2.copyMakeBorder(window, y0 - y, y + size - y1, x0 - x, x + size - x1, cv2.BORDER_REFLECT_101)
 
 
 def seed_in_window(detection: Detection, corner: tuple[int, int], size: int, factor: float) -> np.ndarray:

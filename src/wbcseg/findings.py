@@ -85,8 +85,9 @@ def explore_findings(samples: pd.DataFrame, stats: pd.DataFrame, audit: pd.DataF
     ])
 
 
-def split_findings(assigned: pd.DataFrame, input_size: int, seed: int) -> str:
-    """How many images went to each split, per dataset, and what is resized (`split.make_split`)."""
+def split_findings(assigned: pd.DataFrame, input_size: int, seed: int, min_cell_diameter: float | None = None) -> str:
+    """How many images went to each split, per dataset, and what is resized (`split.make_split`,
+    `preprocess.model_input`)."""
     counts = pd.crosstab(assigned["dataset"], assigned["split"])
     per_dataset = "; ".join(
         f"{_dataset_name(dataset)} {row.get('train', 0)} / {row.get('val', 0)} / {row.get('test', 0)}"
@@ -95,8 +96,9 @@ def split_findings(assigned: pd.DataFrame, input_size: int, seed: int) -> str:
     return bullets([
         f"{len(assigned)} images split into training / validation / test: {per_dataset}, stratified by dataset "
         f"and cell type (seed {seed}).",
-        f"Training and validation images are resized to {input_size}×{input_size} px for the network; test images "
-        "stay at their native size and are segmented there in 04_evaluate.",
+        f"Training and validation images are resized to {input_size}×{input_size} px for the network"
+        + ("" if min_cell_diameter is None else f", zoomed in on their white cell where it would be narrower than {min_cell_diameter:g} px")
+        + "; test images stay at their native size and are segmented there in 04_evaluate.",
     ])
 
 

@@ -194,7 +194,7 @@ def _extra_datasets(value):
 SCHEMA = {
     "data": {"source": _optional(_text), "max_images_per_dataset": _optional(_whole(10)), "extra_datasets": _extra_datasets},
     "split": {"seed": _whole(0), "test_fraction": _fraction, "val_fraction": _fraction},
-    "model": {"backbone": _one_of(BACKBONES), "encoder_weights": _encoder_weights, "input_size": _input_size},
+    "model": {"backbone": _one_of(BACKBONES), "encoder_weights": _encoder_weights, "input_size": _input_size, "min_cell_diameter": _optional(_positive)},
     "train": {
         "task": _one_of(sorted(TASK_CLASSES)),
         "datasets": _datasets,
@@ -297,6 +297,9 @@ def check_params(params) -> None:
             raise ParamsError(f"{group}: missing from params.yaml")
         if checks is not None:
             _check_group(params[group], checks, group)
+    model = params["model"]
+    if model["min_cell_diameter"] is not None and model["min_cell_diameter"] >= model["input_size"]:
+        raise ParamsError(f"model.min_cell_diameter: must be below model.input_size ({model['input_size']}), got {model['min_cell_diameter']}")
     if params["split"]["test_fraction"] + params["split"]["val_fraction"] >= 0.9:
         raise ParamsError("split: test_fraction + val_fraction leaves too few training images")
     _check_models(params)
@@ -349,6 +352,7 @@ class RunConfig:
     input_size: int
     distribute: str = "none"
     init_from: str | None = None
+    min_cell_diameter: float | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -390,6 +394,7 @@ def run_config(params: dict, variant: str = "main") -> RunConfig:
         input_size=model["input_size"],
         distribute=run["distribute"],
         init_from=run.get("init_from"),
+        min_cell_diameter=model["min_cell_diameter"],
     )
 
 

@@ -1,4 +1,6 @@
-"""Model inputs: RGB images checked, resized between native resolution and model size, and the arrays that training reads."""
+"""Model inputs: RGB images checked, resized between native resolution and model size (whole, or
+zoomed in on their white cell when it would be narrower than the model saw cells in training),
+and the arrays that training reads."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from wbcseg.data import read_sample
+from wbcseg.fields_scale import equivalent_diameter
 
 ARRAY_FILE = "{split}.npz"
 
@@ -42,21 +45,77 @@ def resize_probabilities(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     return out.reshape(h, w, probs.shape[-1])
 
 
-def model_arrays(samples: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, S, S, 3) uint8 and class maps (N, S, S) uint8 at model size, in `samples` order."""
+def crop_window(centre: tuple[float, float], size: int) -> tuple[int, int]:
+    """Top-left corner (x, y) of the size x size window centred on `centre` (x, y)."""
+    return round(centre[0] - (size - 1) / 2), round(centre[1] - (size - 1) / 2)
+
+
+def extract(image: np.ndarray, corner: tuple[int, int], size: int) -> np.ndarray:
+    """The size x size window at `corner` of an image or label map, mirrored where it leaves the
+    image (like the padding of the tiled pass)."""
+    h, w = image.shape[:2]
+    x, y = corner
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + size, w), min(y + size, h)
+    if x0 >= x1 or y0 >= y1:
+        raise ValueError(f"window at {corner} of size {size} lies outside the {w}x{h} image")
+    window = np.ascontiguousarray(image[y0:y1, x0:x1])
+    return cv2.copyMakeBorder(window, y0 - y, y + size - y1, x0 - x, x + size - x1, cv2.BORDER_REFLECT_101)
+
+
+def zoom_window(cell: np.ndarray, size: int, min_cell_diameter: float | None) -> tuple[tuple[int, int], int] | None:
+    """Where to zoom in on an image's white cell (`cell`, a bool mask of the image): the square
+    window, as (top-left corner (x, y), side) in image pixels, centred on the cell and sized so that
+    the cell is `min_cell_diameter` pixels wide once the window is resized to size x size. None
+    when the cell would be at least that wide with the whole image resized, or there is no cell
+    or no minimum: the image is then resized whole."""
+    area = np.count_nonzero(cell)
+    if not min_cell_diameter or area == 0:
+        return None
+    width = equivalent_diameter(area)
+    if width * size / np.sqrt(cell.shape[0] * cell.shape[1]) >= min_cell_diameter:
+        return None
+    side = max(1, round(width * size / min_cell_diameter))
+    rows, cols = np.nonzero(cell)
+    return crop_window((cols.mean(), rows.mean()), side), side
+
+
+def window_probabilities(shape: tuple[int, int], probs: np.ndarray, window: tuple[tuple[int, int], int]) -> np.ndarray:
+    """Native (H, W, C) class probabilities from the model-size ones of a zoom window (corner,
+    side): the window's resized into place where it overlaps the image, and background (class 0)
+    with certainty outside it, where crop mode's one white cell does not reach."""
+    (x, y), side = window
+    h, w = shape[:2]
+    out = np.zeros((h, w, probs.shape[-1]), np.float32)
+    out[..., 0] = 1.0
+    inside = resize_probabilities(probs, (side, side))
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
+    out[y0:y1, x0:x1] = inside[y0 - y : y1 - y, x0 - x : x1 - x]
+    return out
+
+
+def model_input(image: np.ndarray, labels: np.ndarray, size: int, min_cell_diameter: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An image and its class map at model size: zoomed in on the white cell where it would be
+    narrower than `min_cell_diameter` (`zoom_window`), else resized whole."""
+    window = zoom_window(labels > 0, size, min_cell_diameter)
+    if window is not None:
+        image, labels = extract(image, *window), extract(labels, *window)
+    return resize_image(image, size), resize_labels(labels, size)
+
+
+def model_arrays(samples: pd.DataFrame, size: int, min_cell_diameter: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, S, S, 3) uint8 and class maps (N, S, S) uint8 at model size (`model_input`), in
+    `samples` order."""
     images = np.empty((len(samples), size, size, 3), np.uint8)
     labels = np.empty((len(samples), size, size), np.uint8)
     for i, (_, row) in enumerate(samples.iterrows()):
-        image, class_map = read_sample(row)
-        images[i] = resize_image(image, size)
-        labels[i] = resize_labels(class_map, size)
+        images[i], labels[i] = model_input(*read_sample(row), size, min_cell_diameter)
     return images, labels
 
 
-def write_arrays(path: str | os.PathLike, samples: pd.DataFrame, size: int) -> Path:
-    """Save the model-size arrays of `samples` with their sample ids (atomically)."""
+def write_arrays(path: str | os.PathLike, samples: pd.DataFrame, size: int, min_cell_diameter: float | None = None) -> Path:
+    """Save the model-size arrays of `samples` (`model_arrays`) with their sample ids (atomically)."""
     path = Path(path)
-    images, labels = model_arrays(samples, size)
+    images, labels = model_arrays(samples, size, min_cell_diameter)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez_compressed(
         tmp, images=images, labels=labels,

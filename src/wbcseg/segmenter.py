@@ -1,7 +1,9 @@
 """The Segmenter: the one inference path, used by the evaluation, `wbcseg predict` and the notebooks.
 
 Each image is resized to the model's input, predicted, and its class *probabilities* are resized
-back to the native resolution before the arg-max. `Segmenter.load(model_dir)` applies the
+back to the native resolution before the arg-max. A model trained with `model.min_cell_diameter`
+sees a crop whose white cell would be narrower than that zoomed in on the cell instead, as in
+training: a first, plain pass finds the cell, the second segments the window around it. `Segmenter.load(model_dir)` applies the
 inference options that the model card records (those its test metrics were measured with), so the
 Python API and the command give the same masks from the same model.
 """
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from wbcseg.card import MODEL_FILE, recorded_inference
@@ -21,7 +24,7 @@ from wbcseg.measure import measure
 from wbcseg.network import load_model
 from wbcseg.params import tta_setting
 from wbcseg.postprocess import keep_central_cell
-from wbcseg.preprocess import check_rgb, resize_image, resize_probabilities
+from wbcseg.preprocess import check_rgb, extract, resize_image, resize_probabilities, window_probabilities, zoom_window
 
 #: Images per model call: larger batches cost less per image on a CPU (docs/decisions.md).
 DEFAULT_BATCH_SIZE = 32
@@ -134,6 +137,7 @@ class Segmenter:
         self.tta = tta_setting(tta)
         self.postprocess = bool(postprocess)
         self.pixel_size = pixel_size
+        self.min_cell_diameter = card.get("min_cell_diameter")
         self.precision = resolve_precision(precision)
         self.engine = resolve_engine(engine)
         self.notes: list[str] = []
@@ -170,8 +174,26 @@ class Segmenter:
         """Segment RGB uint8 images lazily, `batch_size` per model call, yielding results in order."""
         for batch in _chunks(images, batch_size):
             batch = [check_rgb(image) for image in batch]
-            probs = self.predict_probabilities(np.stack([resize_image(image, self.input_size) for image in batch]))
-            yield from (self.finish(image.shape[:2], p) for image, p in zip(batch, probs))
+            inputs, windows = self.model_inputs(batch, np.stack([resize_image(image, self.input_size) for image in batch]))
+            probs = self.predict_probabilities(inputs)
+            yield from (self.finish(image.shape[:2], p, window) for image, p, window in zip(batch, probs, windows))
+
+    def model_inputs(self, images: list[np.ndarray], resized: np.ndarray) -> tuple[np.ndarray, list]:
+        """The model-size inputs (N, S, S, 3) of RGB images and their zoom windows (None: resized
+        whole), from the images and their whole resized copies. A model trained with
+        min_cell_diameter gets each image whose central cell comes out narrower than that in one
+        plain pass (no TTA) zoomed in on that cell (`preprocess.zoom_window`, as in training)."""
+        if not self.min_cell_diameter:
+            return resized, [None] * len(images)
+        first = as_class_probabilities(self._run(np.ascontiguousarray(np.asarray(resized, dtype=np.float32))))
+        inputs, windows = [], []
+        for image, small, probs in zip(images, resized, first):
+            labels = keep_central_cell(probs.argmax(axis=-1).astype(np.uint8), probs)
+            cell = cv2.resize((labels > 0).astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+            window = zoom_window(cell, self.input_size, self.min_cell_diameter)
+            inputs.append(small if window is None else resize_image(extract(image, *window), self.input_size))
+            windows.append(window)
+        return np.stack(inputs), windows
 
     def predict_probabilities(self, resized: np.ndarray) -> np.ndarray:
         """Class probabilities (N, S, S, C) of model-size RGB images (N, S, S, 3), in one model call."""
@@ -182,9 +204,10 @@ class Segmenter:
         n = len(x)
         return sum(undo_view(probs[i * n : (i + 1) * n], *v) for i, v in enumerate(views)) / len(views)
 
-    def finish(self, shape: tuple[int, int], probs: np.ndarray) -> SegmentResult:
-        """The result at native `shape` (H, W) of one image's model-size probabilities (S, S, C)."""
-        probabilities = resize_probabilities(probs, shape)
+    def finish(self, shape: tuple[int, int], probs: np.ndarray, window=None) -> SegmentResult:
+        """The result at native `shape` (H, W) of one image's model-size probabilities (S, S, C),
+        of the whole image or of its zoom window (`model_inputs`)."""
+        probabilities = resize_probabilities(probs, shape) if window is None else window_probabilities(shape, probs, window)
         labels = probabilities.argmax(axis=-1).astype(np.uint8)
         if self.postprocess:
             labels = keep_central_cell(labels, probabilities)
