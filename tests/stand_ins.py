@@ -29,13 +29,16 @@ class ColourModel:
 class StainModel:
     """Stands in for a Keras tissue model on smears: nucleus where green is dark, cytoplasm where it
     is middling (red cells too, as the real model's cytoplasm class tends to), background where
-    pale; each pixel by its own colour, so tiled and whole-image predictions agree. Counts its calls."""
+    pale; each pixel by its own colour, so tiled and whole-image predictions agree. Counts its calls
+    and the images they held."""
 
     def __init__(self):
         self.calls = 0
+        self.images = 0
 
     def predict_on_batch(self, x):
         self.calls += 1
+        self.images += len(x)
         green = np.asarray(x, np.float32)[..., 1:2]
         nucleus = 1 / (1 + np.exp((green - 95) / 8))
         cytoplasm = (1 - nucleus) / (1 + np.exp((green - 165) / 8))

@@ -92,6 +92,16 @@ def test_a_large_field_holds_one_band_of_probabilities_at_a_time():
     assert peak < full_map / 4, f"peak {peak / 2**20:.1f} MiB while the whole map is {full_map / 2**20:.0f} MiB"
 
 
+def test_the_tiled_pass_has_no_tta_whatever_the_segmenters():
+    image, _ = draw_field((300, 300), [(150, 150, 20)])
+    seen = {}
+    for tta in ("none", "dihedral"):
+        segmenter = stain_segmenter(tta=tta)
+        nucleus_map(image, segmenter)
+        seen[tta] = segmenter.model.images
+    assert seen["dihedral"] == seen["none"] > 0
+
+
 # --------------------------------------------------------------------------- cells and instances
 
 

@@ -111,9 +111,15 @@ def nucleus_map(image: np.ndarray, segmenter, step_fraction: float = STEP_FRACTI
     """(H, W) uint8 over `image` (at the training scale) from a tiled, Gaussian-blended pass: the
     nucleus probability in steps of 1/255 where nucleus ranks first (then it is at least a third,
     so never 0), else 0. The probabilities of all classes are never held for more than one band of
-    tiles."""
+    tiles. The pass has no TTA, whatever the segmenter's: the thresholds that sort its nuclei
+    were set on plain passes, and TTA would multiply the cost of the whole field by its views (the
+    cells' crops, few, get the segmenter's TTA)."""
     out = np.zeros(image.shape[:2], np.uint8)
-    for top, band in predict_strips(image, segmenter.predict_probabilities, segmenter.input_size, step_fraction, BATCH_SIZE):
+
+    def plain(tiles: np.ndarray) -> np.ndarray:
+        return segmenter.predict_probabilities(tiles, tta="none")
+
+    for top, band in predict_strips(image, plain, segmenter.input_size, step_fraction, BATCH_SIZE):
         nucleus = band[..., NUCLEUS]
         out[top : top + len(band)] = np.where(band.argmax(axis=-1) == NUCLEUS, np.maximum(np.rint(nucleus * 255), 1), 0)
     return out

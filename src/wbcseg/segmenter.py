@@ -195,10 +195,11 @@ class Segmenter:
             windows.append(window)
         return np.stack(inputs), windows
 
-    def predict_probabilities(self, resized: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, S, S, C) of model-size RGB images (N, S, S, 3), in one model call."""
+    def predict_probabilities(self, resized: np.ndarray, tta: str | None = None) -> np.ndarray:
+        """Class probabilities (N, S, S, C) of model-size RGB images (N, S, S, 3), in one model call,
+        averaged over the views of the segmenter's TTA, or of `tta` where given."""
         x = np.asarray(resized, dtype=np.float32)
-        views = TTA_VIEWS[self.tta]
+        views = TTA_VIEWS[self.tta if tta is None else tta_setting(tta)]
         # one call on every view keeps the batch large; the views of a square image share its shape
         probs = as_class_probabilities(self._run(np.ascontiguousarray(np.concatenate([view(x, *v) for v in views]))))
         n = len(x)
