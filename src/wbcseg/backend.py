@@ -22,7 +22,8 @@ from wbcseg.noise import drop_noise
 os.environ.setdefault("SM_FRAMEWORK", "tf.keras")
 # The models are tf.keras models. bioimageio.core (the `export` extra) sets KERAS_BACKEND to its own
 # default, "torch", for the whole process and every child it starts unless it is already set.
-os.environ["KERAS_BACKEND"] = "tensorflow"
+KERAS_BACKEND = "tensorflow"
+os.environ["KERAS_BACKEND"] = KERAS_BACKEND
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import tifffile
 from PIL import Image
 
 from wbcseg import __version__
-from wbcseg.backend import tf
+from wbcseg.backend import KERAS_BACKEND, tf
 from wbcseg.card import MODEL_FILE
 from wbcseg.classes import MASK_VALUES
 from wbcseg.data import DATASET_REPO, read_image
@@ -140,6 +140,9 @@ def check_package(package: str | os.PathLike, weight_format: str | None = None):
             return test_model(package, weight_format=weight_format)
         finally:
             os.chdir(cwd)
+            # Its keras adapter may set KERAS_BACKEND to its own choice, which every later child
+            # process (a notebook kernel, a Dask worker) would inherit; wbcseg's models need this one.
+            os.environ["KERAS_BACKEND"] = KERAS_BACKEND
 
 
 def _write_tensors(test_input: np.ndarray, test_output: np.ndarray, folder: Path) -> dict[str, Path]:
@@ -241,6 +244,18 @@ def _validation_section(card: dict) -> str:
     return "\n".join(lines)
 
 
+def _zoom_note(card: dict) -> str:
+    """The README's line on zooming in on small cells, for a model trained so."""
+    zoom = card.get("min_cell_diameter")
+    if zoom is None:
+        return ""
+    return (
+        f"\n  It was trained with crops whose white cell would be narrower than {zoom:g} px at this size\n"
+        "  zoomed in on the cell (a square around it, resized to the input); `wbcseg predict` finds the\n"
+        "  cell in a first pass and zooms the same way."
+    )
+
+
 def _write_readme(card: dict, authors: Sequence[str], path: Path) -> Path:
     size, params = card["input_size"], card.get("train_params", {})
     data = card.get("data", {})
@@ -258,7 +273,7 @@ blood cell.
 - Output `{OUTPUT_ID}`: {_output_meaning(card)}, at the input's size.
 - Not in this package, because the spec has no terms for them: `wbcseg predict` also resizes the
   probabilities back to each image's own size before deciding the classes, averages over rotated
-  and mirrored views (TTA) and keeps the central cell with its holes filled.
+  and mirrored views (TTA) and keeps the central cell with its holes filled.{_zoom_note(card)}
 
 ## Training
 
