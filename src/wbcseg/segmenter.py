@@ -3,9 +3,10 @@
 Each image is resized to the model's input, predicted, and its class *probabilities* are resized
 back to the native resolution before the arg-max. A model trained with `model.min_cell_diameter`
 sees a crop whose white cell would be narrower than that zoomed in on the cell instead, as in
-training: a first, plain pass finds the cell, the second segments the window around it. `Segmenter.load(model_dir)` applies the
-inference options that the model card records (those its test metrics were measured with), so the
-Python API and the command give the same masks from the same model.
+training: a first, plain pass finds the cell, the second segments the window around it.
+`Segmenter.load(model_dir)` applies the inference options that the model card records (those its
+test metrics were measured with), so the Python API and the command give the same masks from the
+same model.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ class Segmenter:
         plain pass (no TTA) zoomed in on that cell (`preprocess.zoom_window`, as in training)."""
         if not self.min_cell_diameter:
             return resized, [None] * len(images)
-        first = as_class_probabilities(self._run(np.ascontiguousarray(np.asarray(resized, dtype=np.float32))))
+        first = self.predict_probabilities(resized, tta="none")
         inputs, windows = [], []
         for image, small, probs in zip(images, resized, first):
             labels = keep_central_cell(probs.argmax(axis=-1).astype(np.uint8), probs)
