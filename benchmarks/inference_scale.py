@@ -23,19 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fields import samples
 from wbcseg.card import model_cell_diameter
 from wbcseg.data import read_image, read_mask
 from wbcseg.fields_scale import equivalent_diameter
 from wbcseg.metrics import dice
 from wbcseg.params import SIZE_MULTIPLE, TTA
-from wbcseg.postprocess import keep_central_cell
 from wbcseg.preprocess import resize_image, resize_probabilities
 from wbcseg.segmenter import Segmenter
-
-
-def labels_of(probabilities: np.ndarray) -> np.ndarray:
-    """Crop mode's labels from native-size probabilities: arg-max, central cell kept and filled."""
-    return keep_central_cell(probabilities.argmax(axis=-1).astype(np.uint8), probabilities)
 
 
 def main() -> None:
@@ -55,27 +50,25 @@ def main() -> None:
     trained = model_cell_diameter(segmenter.card, Path(args.model))
     print(f"{segmenter.describe()}; training cells {trained:.1f} px wide at {segmenter.input_size} px")
 
-    table = pd.read_csv(root / "data" / "processed" / "split.csv")
-    table = table[table["split"] == args.split]
+    table = samples(root, args.split)
     rows, picks = [], []
-    for sample_id, dataset in zip(table["sample_id"], table["dataset"]):
-        number = sample_id.split("_")[1]
-        folder = root / "data" / "raw" / f"Dataset {dataset}"
-        image, truth = read_image(folder / f"{number}.bmp"), read_mask(folder / f"{number}.png")
+    for row in table.itertuples():
+        image, truth = read_image(row.image), read_mask(row.mask)
+        # Native-size probabilities at each size; `finish` then decides labels as crop mode does.
         probs = {s: resize_probabilities(segmenter.predict_probabilities(resize_image(image, s)[None])[0], truth.shape) for s in args.sizes}
-        first = labels_of(probs[args.sizes[0]])
+        first = segmenter.finish(truth.shape, probs[args.sizes[0]]).labels
         width = equivalent_diameter(np.count_nonzero(first)) * segmenter.input_size / truth.shape[0]
         wanted = segmenter.input_size * trained / max(width, 1.0)
         picked = int(np.clip(SIZE_MULTIPLE * round(wanted / SIZE_MULTIPLE), args.sizes[0], max(args.sizes)))
         picked = min(args.sizes, key=lambda s: abs(s - picked))
-        picks.append({"dataset": dataset, "size": picked})
+        picks.append({"dataset": row.dataset, "size": picked})
         variants = {str(s): probs[s] for s in args.sizes}
         if len(args.sizes) > 1:
             variants[f"mean of {args.sizes[0]} and {args.sizes[1]}"] = (probs[args.sizes[0]] + probs[args.sizes[1]]) / 2
         variants["adaptive"] = probs[picked]
         for name, p in variants.items():
-            labels = labels_of(p)
-            rows.append({"dataset": f"D{dataset}", "size": name, "cell": dice(labels > 0, truth > 0),
+            labels = segmenter.finish(truth.shape, p).labels
+            rows.append({"dataset": f"D{row.dataset}", "size": name, "cell": dice(labels > 0, truth > 0),
                          "nucleus": dice(labels == 2, truth == 2), "cytoplasm": dice(labels == 1, truth == 1)})
     result = pd.DataFrame(rows).groupby(["dataset", "size"], sort=False).mean()
     print(f"\nmean {args.split} Dice at native resolution, {len(table)} images")
