@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from wbcseg.data import read_image, read_mask
 from wbcseg.metrics import dice
 from wbcseg.synthetic_fields import (
     Field,
@@ -70,6 +71,15 @@ def test_cells_of_another_tone_are_brought_to_the_fields_tone():
         cell = field.instances == cell_id
         ring = cv2.dilate(cell.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~cell
         assert np.abs(np.median(field.image[ring], axis=0) - field.tone).max() <= 12
+
+
+def test_a_field_depends_on_its_seed_alone(mirror):
+    # How a crop's surroundings are clustered (to keep pieces of other white cells out of the
+    # background) must not depend on the calls before: OpenCV's k-means++ drew from OpenCV's
+    # global generator, so a field could differ with the fields built before it in the process.
+    crops = [(read_image(mirror / "Dataset 1" / f"{n:03d}.bmp"), read_mask(mirror / "Dataset 1" / f"{n:03d}.png")) for n in (85, 198, 269)]
+    first, *again = (make_field(crops[:1], crops, (200, 300), 1.0, np.random.default_rng(3)) for _ in range(6))
+    assert all(np.array_equal(first.image, field.image) for field in again)
 
 
 def test_a_cell_without_room_is_left_out():

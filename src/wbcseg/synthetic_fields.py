@@ -105,6 +105,9 @@ def _unlabelled_cells(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if not cell_classes or outside.sum() < 3 * 10:
         return np.zeros(labels.shape, np.uint8)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
+    # k-means++ draws from OpenCV's global generator: seeded here, or a crop's clusters (and the
+    # fields built from it) would depend on the calls made before in the process.
+    cv2.setRNGSeed(0)
     _, cluster, _ = cv2.kmeans(pixels[outside].astype(np.float32), SURROUNDING_CLUSTERS, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
     surroundings = [pixels[outside][cluster.ravel() == k] for k in range(SURROUNDING_CLUSTERS)]
     best_cell = np.max([_log_likelihood(pixels, c) for c in cell_classes], axis=0)
