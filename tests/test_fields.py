@@ -205,6 +205,17 @@ def test_scale_estimate_follows_a_rescaled_image():
         assert estimate_cell_diameter(rescaled, segmenter) / estimate == pytest.approx(factor, rel=0.1)
 
 
+def test_scale_estimate_follows_the_nucleus_not_the_specks_around_it():
+    # One white cell among five specks as dark as a nucleus (platelets, overlapping red cells):
+    # the crop model outlines a small false cell around each speck, which must not outvote the
+    # one nucleus.
+    image, _ = draw_field((300, 400), [(150, 200, 40)])
+    rows, cols = np.indices(image.shape[:2])
+    for y, x in ((40, 40), (40, 360), (260, 40), (260, 360), (150, 330)):
+        image[np.hypot(rows - y, cols - x) < 6] = NUCLEUS
+    assert estimate_cell_diameter(image, stain_segmenter()) == pytest.approx(80, rel=0.1)
+
+
 def test_cells_estimated_narrower_than_the_minimum_are_not_cells():
     image, _ = draw_field((300, 400), [(70, 80, 12), (190, 250, 12)])
     assert estimate_cell_diameter(image, stain_segmenter()) is None

@@ -48,11 +48,13 @@ MIN_CELL_FRACTION = 0.1
 #: Images at most this many cell diameters across (on their short side) are crops, like the datasets'.
 CROP_MAX_DIAMETERS = 3.0
 BATCH_SIZE = 16
-#: Cells measured to estimate a field's scale, and rounds of measuring (each at the scale the
-#: round before found): the crop model outlines a cell well within a factor of about two of its
-#: training scale, so the second round starts close and the estimate settles.
+#: Cells measured to estimate a field's scale, and rounds of measuring at most (each at the scale
+#: the round before found): the crop model outlines a cell well within a factor of about two of
+#: its training scale, but a window narrower than the cell cuts it, so an estimate that starts
+#: short grows round by round. It stops when a round moves it by less than ESTIMATE_SETTLED.
 ESTIMATE_CELLS = 8
-ESTIMATE_ROUNDS = 2
+ESTIMATE_ROUNDS = 4
+ESTIMATE_SETTLED = 0.05
 #: An estimate below this many pixels is no white cell but debris, which the model (it paints a
 #: cell at the centre of any crop) outlined at whatever scale the debris suggested: on empty
 #: validation fields such estimates came out at 14 to 23 px, real fields' at 35 px and more.
@@ -318,23 +320,43 @@ def estimate_cell_diameter(image: np.ndarray, segmenter) -> float | None:
 
     The first round crops at the scale that the blobs' size suggests; each round measures the
     cells' equivalent diameter in field pixels, which does not depend on the crop's scale as long
-    as the model outlines the cell, and the median sets the next round's scale.
+    as the model outlines the cell, and their median sets the next round's scale. The median is
+    weighted by each blob's area: a field with one white cell also has specks and overlapping red
+    cells dark enough to pass, and around those the model outlines small false cells, which would
+    otherwise outvote the one nucleus (benchmarks/scale_estimate.py).
     """
     blobs = dark_blobs(image, ESTIMATE_CELLS)
     if not blobs:
         return None
-    trained = model_cell_diameter(segmenter.card)
-    diameter = float(np.median([d for _, d in blobs]))
+    suggested = np.array([d for _, d in blobs])
+    weights = suggested**2  # proportional to the blob's area
+    diameter = weighted_median(suggested, weights)
     for _ in range(ESTIMATE_ROUNDS):
-        size = max(1, round(segmenter.input_size * diameter / trained))
-        windows = [extract(image, crop_window(centre, size), size) for centre, _ in blobs]
-        measured = [
-            equivalent_diameter(np.count_nonzero(labels)) for labels, _ in segment_crops(windows, segmenter) if (labels == NUCLEUS).any()
-        ]
-        if not measured:
+        cells = blob_cells(image, segmenter, blobs, diameter)
+        if not cells:
             return None
-        diameter = float(np.median(measured))
+        previous, diameter = diameter, weighted_median([d for _, d in cells], [weights[k] for k, _ in cells])
+        if abs(diameter / previous - 1) < ESTIMATE_SETTLED:
+            break
     return diameter if diameter >= MIN_ESTIMATE_PX else None
+
+
+def blob_cells(image: np.ndarray, segmenter, blobs: list, diameter: float) -> list[tuple[int, float]]:
+    """(index of the blob, equivalent diameter in field pixels) of the cell that the crop model
+    outlines around each of `blobs` (from `dark_blobs`) in a crop sized for cells `diameter` wide,
+    for the crops whose cell has a nucleus."""
+    size = max(1, round(segmenter.input_size * diameter / model_cell_diameter(segmenter.card)))
+    windows = [extract(image, crop_window(centre, size), size) for centre, _ in blobs]
+    return [
+        (k, equivalent_diameter(np.count_nonzero(labels)))
+        for k, (labels, _) in enumerate(segment_crops(windows, segmenter))
+        if (labels == NUCLEUS).any()
+    ]
+
+
+def weighted_median(values, weights) -> float:
+    """The value below and above which lie at most half the total weight."""
+    return float(np.quantile(np.asarray(values, float), 0.5, weights=np.asarray(weights, float), method="inverted_cdf"))
 
 
 def resolve_scale(image: np.ndarray, segmenter, cell_diameter: float | None = None, pixel_size: float | None = None) -> Scale | None:
