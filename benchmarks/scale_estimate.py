@@ -9,7 +9,9 @@ field's estimate (`wbcseg.fields.estimate_cell_diameter`: the cells that the cro
 around the darkest blobs, their median weighted by each blob's area, up to ESTIMATE_ROUNDS rounds)
 is set against the true median cell diameter, and so is the rule before it: the plain median of
 the same cells, two rounds. Printed per dataset: fields off by more than 20 %, fields left without
-an estimate, the median and worst error; and how many empty fields got an estimate.
+an estimate, the median and worst error; and how many empty fields got an estimate. The crops run
+without TTA, whatever the card records (`wbcseg predict` gives them the card's TTA), so both rules
+see the same, cheaper model calls.
 """
 
 from __future__ import annotations
