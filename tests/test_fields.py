@@ -216,6 +216,18 @@ def test_scale_estimate_follows_the_nucleus_not_the_specks_around_it():
     assert estimate_cell_diameter(image, stain_segmenter()) == pytest.approx(80, rel=0.1)
 
 
+def test_scale_estimate_runs_its_rounds_without_tta_and_its_last_with_the_segmenters():
+    image, _ = draw_field((300, 400), [(70, 80, 32), (190, 250, 36)])
+    segmenter = stain_segmenter(tta="dihedral")
+    views = []
+    run = segmenter._run
+    segmenter._run = lambda x: views.append(len(x)) or run(x)
+    estimate = estimate_cell_diameter(image, segmenter)
+    assert estimate == pytest.approx(estimate_cell_diameter(image, stain_segmenter()), rel=0.05)
+    # the two blobs' crops: one view each in every round, eight in the last one only
+    assert len(views) >= 2 and views[-1] == 8 * 2 and max(views[:-1]) == 2
+
+
 def test_cells_estimated_narrower_than_the_minimum_are_not_cells():
     image, _ = draw_field((300, 400), [(70, 80, 12), (190, 250, 12)])
     assert estimate_cell_diameter(image, stain_segmenter()) is None
