@@ -1,5 +1,5 @@
 """What tells field mode's real nuclei from false ones: each candidate nucleus group of the tiled
-pass on synthetic fields, with the two measures that field mode filters it by.
+pass on synthetic fields, with the measures of `wbcseg.fields.Evidence`.
 
     python benchmarks/field_detections.py --model models/main --root . --split train
     python benchmarks/field_detections.py --model models/main --root . --split val --seed 1
@@ -9,9 +9,9 @@ Fields are built as in `benchmarks/fields.py` (one to four cells each at one mag
 `wbcseg.fields` are set here and never on the test images. Each field is brought to the training
 scale with its true cell diameter; every nucleus group (after the size filter) is real when at
 least 30 % of it lies on a true nucleus. Printed per dataset, for real and false groups: their
-count, and the range of the median green against the field's and of the mean nucleus probability
-(`wbcseg.fields.nucleus_evidence`; `plausible` keeps <= DARK_FRACTION and >= MIN_NUCLEUS_PROBABILITY);
-then how many of each the filters keep.
+count, the range of each measure (darkness: median green against the field's; the mean nucleus
+probability; blueness: median blue minus red against the field's) and how many of each field
+mode keeps (`wbcseg.fields.plausible`). `--csv` writes every group's row, with its field and place.
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ import pandas as pd
 from fields import build_fields, load_segmenter, samples
 from wbcseg.card import model_cell_diameter
 from wbcseg.data import read_image, read_mask
-from wbcseg.fields import MIN_NUCLEUS_PROBABILITY, group_nuclei, nucleus_evidence, nucleus_map, to_model_scale
+from wbcseg.fields import (
+    MIN_NUCLEUS_PROBABILITY,
+    field_tone,
+    group_nuclei,
+    looks_like_nucleus,
+    nucleus_evidence,
+    nucleus_map,
+    to_model_scale,
+)
 from wbcseg.fields_scale import DARK_FRACTION, equivalent_diameter
 from wbcseg.synthetic_fields import rescale
 
@@ -50,35 +58,44 @@ def main() -> None:
     typical = {d: np.median([equivalent_diameter(np.count_nonzero(m)) for _, m in items]) for d, items in crops.items()}
 
     rows = []
-    for dataset, field, used in build_fields(crops, np.random.default_rng(args.seed), args.empty, 4):
+    fields = build_fields(crops, np.random.default_rng(args.seed), args.empty, 4)
+    for number, (dataset, field, used) in enumerate(fields):
         ids = range(1, len(used) + 1)
         diameter = np.median([equivalent_diameter((field.instances == k).sum()) for k in ids]) if used else typical[dataset] * field.scale
         factor = trained / diameter
         small = to_model_scale(field.image, factor)
         probability = nucleus_map(small, segmenter)
         true_nucleus = rescale((field.classes == 2).astype(np.uint8), factor, labels=True)[: small.shape[0], : small.shape[1]] > 0
-        field_green = float(np.median(small[..., 1]))
+        tone = field_tone(small)
         for group, (x, y) in group_nuclei(probability > 0, trained):
-            darkness, confidence = nucleus_evidence(small, field_green, probability, group, (x, y))
+            evidence = nucleus_evidence(small, tone, probability, group, (x, y))
             on_nucleus = true_nucleus[y : y + group.shape[0], x : x + group.shape[1]][group].mean()
-            rows.append({"dataset": dataset, "real": bool(on_nucleus >= REAL_SHARE), "green to median": darkness, "nucleus probability": confidence})
+            rows_, cols_ = np.nonzero(group)
+            rows.append({
+                "dataset": dataset, "field": number, "cells in field": len(used), "magnification": field.scale,
+                "x": (x + cols_.mean() + 0.5) / factor - 0.5, "y": (y + rows_.mean() + 0.5) / factor - 0.5,
+                "real": bool(on_nucleus >= REAL_SHARE), "green to median": evidence.darkness,
+                "nucleus probability": evidence.confidence, "blueness": evidence.blueness, "kept": looks_like_nucleus(evidence),
+            })
     groups = pd.DataFrame(rows)
     if args.csv:
         groups.to_csv(args.csv, index=False)
     groups["dark enough"] = groups["green to median"] <= DARK_FRACTION
     groups["confident"] = groups["nucleus probability"] >= MIN_NUCLEUS_PROBABILITY
-    groups["kept"] = groups["dark enough"] & groups["confident"]
     print(f"nucleus groups on fields of the {args.split} images (seed {args.seed}), by dataset and truth:")
     summary = groups.groupby(["dataset", "real"]).agg(
         groups=("kept", "size"),
         green_min=("green to median", "min"), green_max=("green to median", "max"),
         probability_min=("nucleus probability", "min"), probability_max=("nucleus probability", "max"),
+        blueness_min=("blueness", "min"), blueness_max=("blueness", "max"),
         dark_enough=("dark enough", "sum"), confident=("confident", "sum"), kept=("kept", "sum"),
     )
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     dark = groups[groups["dark enough"]]
     print("nucleus probability of the groups dark enough, by truth:")
     print(dark.groupby(["dataset", "real"])["nucleus probability"].describe().to_string(float_format=lambda v: f"{v:.3f}"))
+    print("blueness of every group, by truth:")
+    print(groups.groupby(["dataset", "real"])["blueness"].describe().to_string(float_format=lambda v: f"{v:.1f}"))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ crop mode on the same cells, both on the test image in the field's tone and scal
 with their own surroundings: the gap that the target is about) and at its native size; false
 white cells per empty field; seconds per megapixel (scale estimate included); the scale estimates'
 error; and the time of one 12-megapixel field. `--per-cell CSV` writes each matched cell's row
-(its sample, its field's magnification and cell count, both Dice and their gap). Crop mode is the
+(its sample, its field's magnification and cell count, both Dice and their gap); `--false-cells DIR`
+writes each false cell's row (its kind, place, size and colour) and an overlay of its field. Crop mode is the
 test image segmented as a whole (model-size probabilities resized back, arg-max, central cell
 kept, holes filled). Targets (issue 12): precision and recall >= 0.97, Dice within 0.01 of crop
 mode, no cell on empty fields, 12 MP in under 30 s on 2 cores. Never tune on the test figures.
@@ -30,16 +31,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from wbcseg.data import read_image, read_mask
-from wbcseg.fields import resolve_scale, segment_crops, segment_field
+from wbcseg.fields import colour_evidence, field_tone, resolve_scale, segment_crops, segment_field
 from wbcseg.fields_scale import equivalent_diameter, training_cell_diameter
 from wbcseg.metrics import dice
+from wbcseg.overlay import overlay_cells
 from wbcseg.params import ENGINES, PRECISIONS, TTA
 from wbcseg.segmenter import Segmenter
-from wbcseg.synthetic_fields import FieldScores, make_field, rescale, toned
+from wbcseg.synthetic_fields import FieldScores, make_field, match_cells, rescale, toned
 
 FIELD_SHAPE = (480, 640)
 TIMING_SHAPE = (3000, 4000)
@@ -107,6 +110,11 @@ def main() -> None:
     parser.add_argument("--cells-per-field", type=int, default=4)
     parser.add_argument("--given-scale", action="store_true", help="pass each field's true cell diameter instead of estimating it")
     parser.add_argument("--no-timing", action="store_true", help="skip the 12-megapixel field")
+    parser.add_argument(
+        "--false-cells", type=Path,
+        help="also write, into this folder, false_cells.csv (a row per false cell: its field, kind, place and colour) "
+        "and an overlay of each field that has one (field_NNN.png: found cells outlined, true cells in white)",
+    )
     parser.add_argument("--per-cell", type=Path, help="also write a CSV with a row per matched cell (its sample, its field's magnification and cell count, both Dice)")
     args = parser.parse_args()
     root = Path(args.root)
@@ -125,8 +133,10 @@ def main() -> None:
     seconds = megapixels = 0.0
     scale_errors = []
     crop_scaled = {}
-    cells = []
-    for dataset, field, used in build_fields(crops, rng, args.empty, args.cells_per_field):
+    cells, false_cells = [], []
+    if args.false_cells:
+        args.false_cells.mkdir(parents=True, exist_ok=True)
+    for number, (dataset, field, used) in enumerate(build_fields(crops, rng, args.empty, args.cells_per_field)):
         for i in used:  # crop mode on the very pixels pasted: the test image in the field's tone and scale
             image, truth = crops[dataset][i]
             image, truth = rescale(toned(image, truth, field.tone), field.scale), rescale(truth, field.scale, labels=True)
@@ -140,12 +150,19 @@ def main() -> None:
         megapixels += field.image.shape[0] * field.image.shape[1] / 1e6
         if used and result.scale is not None and result.scale.estimated:
             scale_errors.append(result.scale.cell_diameter / truth_diameter - 1)
+        if args.false_cells:
+            found = describe_false_cells(field, result, truth_diameter or np.nan)
+            false_cells += [{"dataset": dataset, "field": number, "magnification": field.scale, "cells in field": len(used), **row} for row in found]
+            if found:
+                save_field_overlay(args.false_cells / f"field_{number:03d}.png", field, result)
         # Sources name each cell's test image, so its field Dice meets its crop Dice.
         matched = len(scores[dataset].dice)
         scores[dataset].add(replace(field, sources=tuple((dataset, i) for i in used)), result.instances)
-        for source, field_dice in scores[dataset].dice[matched:]:
+        # FieldScores.add scores the matches of match_cells in its order.
+        for (_, p, _), (source, field_dice) in zip(match_cells(field.instances, result.instances), scores[dataset].dice[matched:]):
             cells.append({"dataset": dataset, "sample": sample_ids[dataset][source[1]],
                           "magnification": field.scale, "cells in field": len(used),
+                          "confidence": result.cells[p - 1].measurements["mean_confidence"],
                           "field Dice": field_dice, "crop Dice, field scale": crop_scaled[source]})
 
     print(f"\nsynthetic fields of {FIELD_SHAPE[1]}x{FIELD_SHAPE[0]} from {len(test)} {args.split} images; scale {'given' if args.given_scale else 'estimated'}")
@@ -173,8 +190,54 @@ def main() -> None:
         per_cell["Dice gap"] = per_cell["field Dice"] - per_cell["crop Dice, field scale"]
         per_cell.to_csv(args.per_cell, index=False, float_format="%.4f")
         print(f"per-cell Dice gap: median {per_cell['Dice gap'].median():.4f}; {(per_cell['Dice gap'] < -0.05).sum()} of {len(per_cell)} cells lose more than 0.05 (rows in {args.per_cell})")
+    if args.false_cells:
+        table = pd.DataFrame(false_cells)
+        table.to_csv(args.false_cells / "false_cells.csv", index=False, float_format="%.3f")
+        kinds = table.groupby(["dataset", "kind"]).size().to_string() if len(table) else "none"
+        print(f"false cells by kind (rows and overlays in {args.false_cells}):\n{kinds}")
     if not args.no_timing:
         time_large_field(crops[max(crops)], segmenter, rng)
+
+
+def describe_false_cells(field, result, truth_diameter: float) -> list[dict]:
+    """A row for each found cell that matches no true cell: its kind ('spurious' when it overlaps
+    no true cell, 'duplicate' when the true cell it overlaps most is matched by another found cell,
+    'mis-segmented' when that true cell is matched by none), its place, size against the true
+    median cell, best IoU, confidence, and its nucleus's darkness and blueness (as
+    `fields.Evidence`, on the field at native resolution)."""
+    matches = match_cells(field.instances, result.instances)
+    matched_true = {t for t, _, _ in matches}
+    matched_found = {p for _, p, _ in matches}
+    tone = field_tone(field.image)
+    rows = []
+    for cell in result.cells:
+        if cell.id in matched_found:
+            continue
+        mine = result.instances == cell.id
+        under = field.instances[mine]
+        overlapped = np.bincount(under[under > 0]) if (under > 0).any() else np.zeros(1, int)
+        best = int(overlapped.argmax())
+        iou = overlapped[best] / np.count_nonzero(mine | (field.instances == best)) if best else 0.0
+        kind = "spurious" if not best else "duplicate" if best in matched_true else "mis-segmented"
+        nucleus = mine & (result.classes == 2)
+        darkness, blueness = colour_evidence(field.image[nucleus], tone) if nucleus.any() else (np.nan, np.nan)
+        rows.append({
+            "kind": kind, "x": cell.measurements["centroid_x"], "y": cell.measurements["centroid_y"],
+            "size to true median": equivalent_diameter(np.count_nonzero(mine)) / truth_diameter, "best IoU": iou,
+            "diameter": equivalent_diameter(np.count_nonzero(mine)), "estimated diameter": result.scale.cell_diameter,
+            "scale to true": result.scale.cell_diameter / truth_diameter,
+            "confidence": cell.measurements["mean_confidence"], "darkness": darkness, "blueness": blueness,
+        })
+    return rows
+
+
+def save_field_overlay(path: Path, field, result) -> None:
+    """The field's overlay of found cells (`overlay.overlay_cells`) with the true cells' outlines in white."""
+    out = overlay_cells(field.image, result.instances, result.classes)
+    ids = field.instances.astype(np.float32)
+    square = np.ones((3, 3), np.uint8)
+    out[(field.instances > 0) & (cv2.erode(ids, square) != ids)] = 255
+    cv2.imwrite(str(path), cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
 
 
 def pooled(all_scores) -> FieldScores:

@@ -18,7 +18,6 @@ in them), and the seconds per field.
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
 
@@ -56,8 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.root)
     segmenter = load_segmenter(args.model, root, {})
-    plain = copy.copy(segmenter)
-    plain.tta = "none"
+    plain = load_segmenter(args.model, root, {"tta": "none"})
     rules = {
         "field mode": estimate_cell_diameter,
         "every round without TTA": lambda image, _: estimate_cell_diameter(image, plain),

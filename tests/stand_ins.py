@@ -29,16 +29,22 @@ class ColourModel:
 class StainModel:
     """Stands in for a Keras tissue model on smears: nucleus where green is dark, cytoplasm where it
     is middling (red cells too, as the real model's cytoplasm class tends to), background where
-    pale; each pixel by its own colour, so tiled and whole-image predictions agree. Counts its calls
-    and the images they held."""
+    pale; each pixel by its own colour, so tiled and whole-image predictions agree. Records the
+    number of images of each call (TTA views included)."""
 
     def __init__(self):
-        self.calls = 0
-        self.images = 0
+        self.batches: list[int] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.batches)
+
+    @property
+    def images(self) -> int:
+        return sum(self.batches)
 
     def predict_on_batch(self, x):
-        self.calls += 1
-        self.images += len(x)
+        self.batches.append(len(x))
         green = np.asarray(x, np.float32)[..., 1:2]
         nucleus = 1 / (1 + np.exp((green - 95) / 8))
         cytoplasm = (1 - nucleus) / (1 + np.exp((green - 165) / 8))

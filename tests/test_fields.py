@@ -13,6 +13,9 @@ import pytest
 from wbcseg.fields import (
     choose_mode,
     estimate_cell_diameter,
+    field_tone,
+    looks_like_nucleus,
+    nucleus_evidence,
     nucleus_map,
     resolve_scale,
     segment_field,
@@ -174,6 +177,27 @@ def test_a_dark_blob_the_model_is_unsure_of_is_not_a_cell():
     assert [round(c.measurements["centroid_x"]) for c in result.cells] == [60]
 
 
+def test_a_pale_nucleus_counts_when_it_is_blue_and_a_pale_pink_blob_does_not():
+    """Some nuclei are paler than DARK_FRACTION of the field's green but blue-purple; red-cell
+    overlaps as pale are pink. The stand-in model never ranks nucleus first on a pale pixel, so the
+    evidence is judged directly."""
+    field = np.full((40, 160, 3), (225, 200, 215), np.uint8)  # pinkish: blue minus red -10
+    colours = {"pale blue": (110, 120, 190), "pale pink": (200, 120, 150), "dark pink": (150, 90, 120), "very pale blue": (130, 150, 210)}
+    for k, colour in enumerate(colours.values()):
+        field[10:30, 10 + 40 * k : 30 + 40 * k] = colour
+    tone = field_tone(field)
+    probability = np.full(field.shape[:2], 240, np.uint8)
+    group = np.ones((20, 20), bool)
+    evidence = {name: nucleus_evidence(field, tone, probability, group, (10 + 40 * k, 10)) for k, name in enumerate(colours)}
+    assert evidence["pale blue"].darkness == pytest.approx(0.6) and evidence["pale blue"].blueness == pytest.approx(90)
+    assert evidence["pale pink"].darkness == pytest.approx(0.6) and evidence["pale pink"].blueness == pytest.approx(-40)
+    assert {name: looks_like_nucleus(e) for name, e in evidence.items()} == {
+        "pale blue": True, "pale pink": False, "dark pink": True, "very pale blue": False,
+    }
+    unsure = nucleus_evidence(field, tone, np.full(field.shape[:2], 200, np.uint8), group, (10, 10))
+    assert not looks_like_nucleus(unsure)  # blue, pale enough, but the model is not sure
+
+
 def test_cell_measurements_and_the_border_flag():
     image, truth = draw_field((150, 220), [(70, 60, 20), (75, 205, 20)])  # the second is cut by the right edge
     segmenter = stain_segmenter(pixel_size=12 / 40)
@@ -219,11 +243,9 @@ def test_scale_estimate_follows_the_nucleus_not_the_specks_around_it():
 def test_scale_estimate_runs_its_rounds_without_tta_and_its_last_with_the_segmenters():
     image, _ = draw_field((300, 400), [(70, 80, 32), (190, 250, 36)])
     segmenter = stain_segmenter(tta="dihedral")
-    views = []
-    run = segmenter._run
-    segmenter._run = lambda x: views.append(len(x)) or run(x)
     estimate = estimate_cell_diameter(image, segmenter)
     assert estimate == pytest.approx(estimate_cell_diameter(image, stain_segmenter()), rel=0.05)
+    views = segmenter.model.batches
     # the two blobs' crops: one view each in every round, eight in the last one only
     assert len(views) >= 2 and views[-1] == 8 * 2 and max(views[:-1]) == 2
 
