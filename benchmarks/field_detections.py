@@ -1,17 +1,17 @@
 """What tells field mode's real nuclei from false ones: each candidate nucleus group of the tiled
-pass on synthetic fields, with the measures of `wbcseg.fields.Evidence`.
+pass on synthetic fields, with the measures of `wbcseg.fields_detect.Evidence`.
 
     python benchmarks/field_detections.py --model models/main --root . --split train
     python benchmarks/field_detections.py --model models/main --root . --split val --seed 1
 
 Fields are built as in `benchmarks/fields.py` (one to four cells each at one magnification from
 0.5x to 2x, plus empty fields), from the **training or validation** images only: the thresholds of
-`wbcseg.fields` are set here and never on the test images. Each field is brought to the training
+`wbcseg.fields_detect` are set here and never on the test images. Each field is brought to the training
 scale with its true cell diameter; every nucleus group (after the size filter) is real when at
 least 30 % of it lies on a true nucleus. Printed per dataset, for real and false groups: their
 count, the range of each measure (darkness: median green against the field's; the mean nucleus
 probability; blueness: median blue minus red against the field's) and how many of each field
-mode keeps (`wbcseg.fields.plausible`). `--csv` writes every group's row, with its field and place.
+mode keeps (`wbcseg.fields_detect.plausible`). `--csv` writes every group's row, with its field and place.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pandas as pd
 from fields import build_fields, load_segmenter, samples
 from wbcseg.card import model_cell_diameter
 from wbcseg.data import read_image, read_mask
-from wbcseg.fields import (
+from wbcseg.fields_detect import (
     MIN_NUCLEUS_PROBABILITY,
     field_tone,
     group_nuclei,

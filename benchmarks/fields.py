@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from wbcseg.data import read_image, read_mask
-from wbcseg.fields import colour_evidence, field_tone, resolve_scale, segment_crops, segment_field
+from wbcseg.fields import resolve_scale, segment_crops, segment_field
+from wbcseg.fields_detect import colour_evidence, field_tone
 from wbcseg.fields_scale import equivalent_diameter, training_cell_diameter
 from wbcseg.metrics import dice
 from wbcseg.overlay import overlay_cells
@@ -204,7 +205,7 @@ def describe_false_cells(field, result, truth_diameter: float) -> list[dict]:
     no true cell, 'duplicate' when the true cell it overlaps most is matched by another found cell,
     'mis-segmented' when that true cell is matched by none), its place, size against the true
     median cell, best IoU, confidence, and its nucleus's darkness and blueness (as
-    `fields.Evidence`, on the field at native resolution)."""
+    `fields_detect.Evidence`, on the field at native resolution)."""
     matches = match_cells(field.instances, result.instances)
     matched_true = {t for t, _, _ in matches}
     matched_found = {p for _, p, _ in matches}

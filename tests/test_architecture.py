@@ -21,7 +21,7 @@ RANKS = {
     0: ["errors", "classes", "paths", "atomic", "noise"],
     1: ["data", "backend", "fields_scale"],
     2: ["params", "split", "preprocess", "augment", "metrics", "postprocess", "tiling"],
-    3: ["card", "scoring", "measure", "overlay", "exports", "synthetic_fields"],
+    3: ["card", "scoring", "measure", "overlay", "exports", "synthetic_fields", "fields_detect"],
     4: ["files", "network", "baseline", "report", "viz", "findings", "fields"],
     5: ["engine", "model_package"],
     6: ["segmenter"],

@@ -10,16 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from wbcseg.fields import (
-    choose_mode,
-    estimate_cell_diameter,
-    field_tone,
-    looks_like_nucleus,
-    nucleus_evidence,
-    nucleus_map,
-    resolve_scale,
-    segment_field,
-)
+from wbcseg.fields import choose_mode, estimate_cell_diameter, resolve_scale, segment_field
+from wbcseg.fields_detect import field_tone, looks_like_nucleus, nucleus_evidence, nucleus_map
 from wbcseg.fields_scale import Scale, ScaleError, given_scale, training_cell_diameter
 from wbcseg.measure import measurement_columns
 from wbcseg.tiling import gaussian_importance, predict_strips, predict_tiled, window_starts
