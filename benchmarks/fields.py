@@ -151,8 +151,9 @@ def main() -> None:
         megapixels += field.image.shape[0] * field.image.shape[1] / 1e6
         if used and result.scale is not None and result.scale.estimated:
             scale_errors.append(result.scale.cell_diameter / truth_diameter - 1)
+        matches = match_cells(field.instances, result.instances)
         if args.false_cells:
-            found = describe_false_cells(field, result, truth_diameter or np.nan)
+            found = describe_false_cells(field, result, matches, truth_diameter or np.nan)
             false_cells += [{"dataset": dataset, "field": number, "magnification": field.scale, "cells in field": len(used), **row} for row in found]
             if found:
                 save_field_overlay(args.false_cells / f"field_{number:03d}.png", field, result)
@@ -160,7 +161,7 @@ def main() -> None:
         matched = len(scores[dataset].dice)
         scores[dataset].add(replace(field, sources=tuple((dataset, i) for i in used)), result.instances)
         # FieldScores.add scores the matches of match_cells in its order.
-        for (_, p, _), (source, field_dice) in zip(match_cells(field.instances, result.instances), scores[dataset].dice[matched:]):
+        for (_, p, _), (source, field_dice) in zip(matches, scores[dataset].dice[matched:]):
             cells.append({"dataset": dataset, "sample": sample_ids[dataset][source[1]],
                           "magnification": field.scale, "cells in field": len(used),
                           "confidence": result.cells[p - 1].measurements["mean_confidence"],
@@ -200,13 +201,13 @@ def main() -> None:
         time_large_field(crops[max(crops)], segmenter, rng)
 
 
-def describe_false_cells(field, result, truth_diameter: float) -> list[dict]:
-    """A row for each found cell that matches no true cell: its kind ('spurious' when it overlaps
+def describe_false_cells(field, result, matches: list, truth_diameter: float) -> list[dict]:
+    """A row for each found cell that matches none of the true cells (`matches`, from
+    `synthetic_fields.match_cells`): its kind ('spurious' when it overlaps
     no true cell, 'duplicate' when the true cell it overlaps most is matched by another found cell,
     'mis-segmented' when that true cell is matched by none), its place, size against the true
     median cell, best IoU, confidence, and its nucleus's darkness and blueness (as
     `fields_detect.Evidence`, on the field at native resolution)."""
-    matches = match_cells(field.instances, result.instances)
     matched_true = {t for t, _, _ in matches}
     matched_found = {p for _, p, _ in matches}
     tone = field_tone(field.image)
@@ -220,12 +221,13 @@ def describe_false_cells(field, result, truth_diameter: float) -> list[dict]:
         best = int(overlapped.argmax())
         iou = overlapped[best] / np.count_nonzero(mine | (field.instances == best)) if best else 0.0
         kind = "spurious" if not best else "duplicate" if best in matched_true else "mis-segmented"
+        diameter = equivalent_diameter(np.count_nonzero(mine))
         nucleus = mine & (result.classes == 2)
         darkness, blueness = colour_evidence(field.image[nucleus], tone) if nucleus.any() else (np.nan, np.nan)
         rows.append({
             "kind": kind, "x": cell.measurements["centroid_x"], "y": cell.measurements["centroid_y"],
-            "size to true median": equivalent_diameter(np.count_nonzero(mine)) / truth_diameter, "best IoU": iou,
-            "diameter": equivalent_diameter(np.count_nonzero(mine)), "estimated diameter": result.scale.cell_diameter,
+            "size to true median": diameter / truth_diameter, "best IoU": iou,
+            "diameter": diameter, "estimated diameter": result.scale.cell_diameter,
             "scale to true": result.scale.cell_diameter / truth_diameter,
             "confidence": cell.measurements["mean_confidence"], "darkness": darkness, "blueness": blueness,
         })
