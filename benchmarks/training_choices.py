@@ -2,7 +2,7 @@
 VALIDATION split at native resolution (the test split plays no part in choosing).
 
     python benchmarks/training_choices.py --sizes 128 256 --losses dice_ce focal_dice tversky --epochs 6
-    python benchmarks/training_choices.py --variant d2_to_d1 --sizes --augments stain capture --seeds 1 2 3 4 5
+    python benchmarks/training_choices.py --variant d2_to_d1 --augments stain capture --seeds 1 2 3 4 5
 
 Every size is tried with the variant's own loss and augmentation, every loss at the variant's own
 size, every augmentation level with the variant's own size and loss; each choice with every seed
@@ -31,7 +31,7 @@ from wbcseg.paths import stage_paths
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="*", default=[128, 256])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[])
     parser.add_argument("--losses", nargs="*", default=[], choices=LOSSES)
     parser.add_argument("--augments", nargs="*", default=[], choices=AUGMENTATIONS)
     parser.add_argument("--seeds", type=int, nargs="*", default=None, help="training seeds (default: the variant's own)")
@@ -48,6 +48,8 @@ def main() -> None:
     choices = [(f"{size}px", {"input_size": size}) for size in args.sizes]
     choices += [(loss, {"loss": loss}) for loss in args.losses if loss != base.loss or not args.sizes]
     choices += [(f"augment {level}", {"augment": level}) for level in args.augments]
+    if not choices:
+        parser.error("nothing to compare: give --sizes, --losses or --augments")
     seeds = args.seeds or [base.seed]
     assigned = split.read_split(stage_paths(".")["split"], stage_paths(".")["raw"], extra_datasets(params))
     train_rows = split.select(assigned, "train", base.datasets)
