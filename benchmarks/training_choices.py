@@ -3,9 +3,11 @@ VALIDATION split at native resolution (the test split plays no part in choosing)
 
     python benchmarks/training_choices.py --sizes 128 256 --losses dice_ce focal_dice tversky --epochs 6
     python benchmarks/training_choices.py --variant d2_to_d1 --augments stain capture --seeds 1 2 3 4 5
+    python benchmarks/training_choices.py --variant d2_to_d1 --epochs 30 60 --seeds 1 2 3
 
 Every size is tried with the variant's own loss and augmentation, every loss at the variant's own
-size, every augmentation level with the variant's own size and loss; each choice with every seed
+size, every augmentation level with the variant's own size and loss, and several `--epochs` with
+everything else the variant's own (one `--epochs` sets the epochs of every run); each choice with every seed
 of `--seeds` (default: the variant's own). The best epoch is chosen on the validation images of the
 datasets the variant trains on, as the train stage does, and the scores are on the validation
 images of the datasets it is tested on (the other dataset's, for a cross-dataset variant). Prints,
@@ -35,21 +37,26 @@ def main() -> None:
     parser.add_argument("--losses", nargs="*", default=[], choices=LOSSES)
     parser.add_argument("--augments", nargs="*", default=[], choices=AUGMENTATIONS)
     parser.add_argument("--seeds", type=int, nargs="*", default=None, help="training seeds (default: the variant's own)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the variant's own)")
+    parser.add_argument("--epochs", type=int, nargs="+", default=None, help="epochs per run (default: the variant's own); several: compare them")
     parser.add_argument("--variant", default="main")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
 
     params = load_params(args.params)
     base = run_config(params, args.variant)
-    base = dataclasses.replace(base, epochs=args.epochs or base.epochs)
+    epoch_counts = args.epochs or [base.epochs]
+    for epochs in epoch_counts:
+        if epochs < 1:
+            parser.error(f"--epochs: must be at least 1, got {epochs}")
+    base = dataclasses.replace(base, epochs=epoch_counts[0])
     for size in args.sizes:
         check_input_size(size, "--sizes")
     choices = [(f"{size}px", {"input_size": size}) for size in args.sizes]
     choices += [(loss, {"loss": loss}) for loss in args.losses if loss != base.loss or not args.sizes]
     choices += [(f"augment {level}", {"augment": level}) for level in args.augments]
+    choices += [(f"{epochs} epochs", {"epochs": epochs}) for epochs in epoch_counts if len(epoch_counts) > 1]
     if not choices:
-        parser.error("nothing to compare: give --sizes, --losses or --augments")
+        parser.error("nothing to compare: give --sizes, --losses, --augments or several --epochs")
     seeds = args.seeds or [base.seed]
     assigned = split.read_split(stage_paths(".")["split"], stage_paths(".")["raw"], extra_datasets(params))
     train_rows = split.select(assigned, "train", base.datasets)
@@ -57,7 +64,7 @@ def main() -> None:
     scored_rows = split.select(assigned, "val", base.test_datasets)
     print(
         f"variant {args.variant}: {len(train_rows)} training and {len(val_rows)} validation images, "
-        f"scored on {len(scored_rows)} validation images, {base.epochs} epochs per run",
+        f"scored on {len(scored_rows)} validation images, {', '.join(map(str, epoch_counts))} epochs per run",
         flush=True,
     )
     rows = []

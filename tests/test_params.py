@@ -53,7 +53,7 @@ def _broken(params, dotted, value):
         ("compare.targets", {"main": {"d3": {"cell": 0.9}}}, "compare.targets.main: 'd3' must be a dataset label"),
         ("compare.targets", {"main": {"d1": {"cell": 1.5}}}, r"compare.targets: main.d1.cell: must be a target .* in \(0, 1\], got 1.5"),
         ("compare.targets", {"best": {"d1": {"cell": 0.9}}}, "compare.targets.best: must name a variant or a fine-tuned model"),
-        ("train.augment", True, "train.augment: must be one of none, basic, stain, capture, got True"),
+        ("train.augment", True, "train.augment: must be one of none, basic, stain, capture, smear, got True"),
         ("train.schedule", "step", "train.schedule: must be one of constant, cosine"),
         ("train.precision", "float16", "train.precision: must be one of auto, float32, mixed_bfloat16"),
         ("train.warmup_epochs", 1000, r"variants.main: warmup_epochs \(1000\) must be fewer than epochs"),

@@ -22,7 +22,7 @@ from wbcseg.paths import stage_paths
 LOSSES = ("dice_ce", "focal_dice", "focal", "tversky")
 SCHEDULES = ("constant", "cosine")
 #: Augmentation levels (train.augment): see wbcseg.augment.
-AUGMENTATIONS = ("none", "basic", "stain", "capture")
+AUGMENTATIONS = ("none", "basic", "stain", "capture", "smear")
 #: Training precisions (train.precision): see train.resolve_training_precision.
 TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 #: Inference precisions (evaluate.precision, `wbcseg predict --precision`): see engine.resolve_precision.
